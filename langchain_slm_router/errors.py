@@ -1,0 +1,52 @@
+"""Typed errors raised by langchain-slm-router.
+
+Every error the router raises on purpose derives from :class:`SLMRouterError`, so a caller can catch the
+whole family with one ``except``; each subclass also derives from the built-in exception a Python user would
+expect (``ValueError`` for bad input, ``ConnectionError`` for an unreachable fallback, ...).
+"""
+
+from __future__ import annotations
+
+
+class SLMRouterError(Exception):
+    """Base class of every error raised by langchain-slm-router."""
+
+
+class InvalidQueryError(SLMRouterError, ValueError):
+    """The query cannot be routed: empty, not text, undecodable, or over the configured size limit."""
+
+
+class EmptyQueryError(InvalidQueryError):
+    """The query is empty or only white space."""
+
+
+class QueryTooLongError(InvalidQueryError):
+    """The query is longer than the configured limit (characters or SLM input tokens)."""
+
+
+class MathEngineError(SLMRouterError):
+    """Base class of math-engine errors (the engine normally declines instead of raising)."""
+
+
+class MathTimeoutError(MathEngineError, TimeoutError):
+    """A symbolic computation ran past its time bound."""
+
+
+class ModelLoadError(SLMRouterError, RuntimeError):
+    """The local small model could not be loaded (missing file, corrupt weights, unsupported architecture)."""
+
+
+class GenerationError(SLMRouterError, RuntimeError):
+    """The local small model failed while generating."""
+
+
+class FallbackError(SLMRouterError, RuntimeError):
+    """The large-model fallback failed (HTTP error, malformed response, ...)."""
+
+
+class FallbackUnavailableError(FallbackError, ConnectionError):
+    """The large-model fallback cannot be reached (server down, connection refused, DNS failure)."""
+
+
+class FallbackTimeoutError(FallbackError, TimeoutError):
+    """The large-model fallback did not answer within its timeout."""
