@@ -1,0 +1,87 @@
+"""The confidence gate: keep the small model's answer, or escalate to the large model.
+
+:class:`GatePolicy` is a small, pydantic-configured policy. The default is the seed rule: keep the SLM answer when
+its mean token probability is at least 0.6. Thresholds on the other signals can be added; ``combine`` says
+whether every configured threshold must pass (``"all"``, the default) or any one (``"any"``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from langchain_slm_router.signals import ConfidenceSignals
+
+DEFAULT_THRESHOLD = 0.6
+
+
+class GateDecision(BaseModel):
+    """What the gate decided and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keep: bool
+    reasons: list[str] = Field(default_factory=list, description="one line per configured check")
+
+
+class GatePolicy(BaseModel):
+    """Thresholds on the SLM's confidence signals; ``None`` disables a check.
+
+    Args:
+        min_mean_prob: keep only when mean token probability >= this (seed rule: 0.6).
+        min_min_prob: keep only when the least likely answer token has probability >= this.
+        max_mean_entropy: keep only when mean next-token entropy (nats) <= this.
+        min_mean_logprob: keep only when mean token log-probability >= this.
+        max_length: keep only when the answer has at most this many tokens.
+        require_finished: keep only answers the model ended itself (not cut by ``max_new_tokens``).
+        combine: ``"all"`` checks must pass, or ``"any"`` one of them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    min_mean_prob: float | None = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    min_min_prob: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_mean_entropy: float | None = Field(default=None, ge=0.0)
+    min_mean_logprob: float | None = Field(default=None, le=0.0)
+    max_length: int | None = Field(default=None, ge=1)
+    require_finished: bool = False
+    combine: Literal["all", "any"] = "all"
+
+    @property
+    def threshold(self) -> float | None:
+        """The headline threshold (on mean token probability) reported in traces."""
+        return self.min_mean_prob
+
+    def checks(self, signals: ConfidenceSignals, finished: bool = True) -> list[tuple[bool, str]]:
+        """Each configured check as (passed, description)."""
+        out: list[tuple[bool, str]] = []
+        if self.min_mean_prob is not None:
+            out.append((signals.mean_prob >= self.min_mean_prob,
+                        f"mean_prob {signals.mean_prob:.3f} >= {self.min_mean_prob}"))
+        if self.min_min_prob is not None:
+            out.append((signals.min_prob >= self.min_min_prob,
+                        f"min_prob {signals.min_prob:.3f} >= {self.min_min_prob}"))
+        if self.max_mean_entropy is not None:
+            out.append((signals.mean_entropy <= self.max_mean_entropy,
+                        f"mean_entropy {signals.mean_entropy:.3f} <= {self.max_mean_entropy}"))
+        if self.min_mean_logprob is not None:
+            out.append((signals.mean_logprob >= self.min_mean_logprob,
+                        f"mean_logprob {signals.mean_logprob:.3f} >= {self.min_mean_logprob}"))
+        if self.max_length is not None:
+            out.append((signals.length <= self.max_length, f"length {signals.length} <= {self.max_length}"))
+        if self.require_finished:
+            out.append((finished, "answer finished before max_new_tokens"))
+        return out
+
+    def decide(self, signals: ConfidenceSignals, finished: bool = True) -> GateDecision:
+        """Keep (True) or escalate (False). An empty answer is always escalated."""
+        checks = self.checks(signals, finished)
+        reasons = [("pass: " if ok else "fail: ") + text for ok, text in checks]
+        if signals.length == 0:
+            return GateDecision(keep=False, reasons=[*reasons, "fail: empty answer"])
+        if not checks:
+            return GateDecision(keep=True, reasons=["no checks configured: keep"])
+        results = [ok for ok, _ in checks]
+        keep = all(results) if self.combine == "all" else any(results)
+        return GateDecision(keep=keep, reasons=reasons)

