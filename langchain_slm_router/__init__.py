@@ -1,0 +1,84 @@
+"""langchain-slm-router: answer each query with the cheapest component that can answer it well.
+
+A three-stage, confidence-gated pipeline: a sympy math engine, a local small model whose own token probabilities
+decide whether its answer is kept, and a large-model fallback (any LangChain chat model; default
+``ChatOllama(model="mistral")``).
+
+Importing the package is cheap: torch and transformers load when a model is first needed. Public names are
+resolved lazily on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from langchain_slm_router.errors import (
+    EmptyQueryError,
+    FallbackError,
+    FallbackTimeoutError,
+    FallbackUnavailableError,
+    GenerationError,
+    InvalidQueryError,
+    MathEngineError,
+    MathTimeoutError,
+    ModelLoadError,
+    QueryTooLongError,
+    SLMRouterError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from langchain_slm_router.chat_model import ChatSLMRouter
+    from langchain_slm_router.fallback import default_fallback
+    from langchain_slm_router.gate import GateDecision, GatePolicy
+    from langchain_slm_router.math_engine import MathAnswer, MathEngine
+    from langchain_slm_router.router import SLMRouter, StreamPart
+    from langchain_slm_router.signals import ConfidenceSignals
+    from langchain_slm_router.slm import LocalSLM, SLMGeneration
+    from langchain_slm_router.trace import RouteResult
+
+_LAZY = {
+    "ChatSLMRouter": "chat_model",
+    "default_fallback": "fallback",
+    "GateDecision": "gate",
+    "GatePolicy": "gate",
+    "MathAnswer": "math_engine",
+    "MathEngine": "math_engine",
+    "SLMRouter": "router",
+    "StreamPart": "router",
+    "ConfidenceSignals": "signals",
+    "LocalSLM": "slm",
+    "SLMGeneration": "slm",
+    "RouteResult": "trace",
+}
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'langchain_slm_router' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"langchain_slm_router.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [
+    *_LAZY,
+    "EmptyQueryError",
+    "FallbackError",
+    "FallbackTimeoutError",
+    "FallbackUnavailableError",
+    "GenerationError",
+    "InvalidQueryError",
+    "MathEngineError",
+    "MathTimeoutError",
+    "ModelLoadError",
+    "QueryTooLongError",
+    "SLMRouterError",
+]

@@ -242,10 +242,13 @@ class LocalSLM(BaseModel):
 
     def generate_batch(self, conversations: Sequence[Sequence[ChatMessageDict]]) -> list[SLMGeneration]:
         """Answer several conversations, ``max_batch_size`` per forward pass (left padding)."""
-        encoded = [self.encode(c) for c in conversations]
+        return self.generate_encoded([self.encode(c) for c in conversations])
+
+    def generate_encoded(self, encoded: Sequence[tuple[list[int], bool]]) -> list[SLMGeneration]:
+        """Answer prompts already encoded by :meth:`encode`, ``max_batch_size`` per forward pass."""
         out: list[SLMGeneration] = []
         for start in range(0, len(encoded), self.max_batch_size):
-            out.extend(self._generate_ids(encoded[start : start + self.max_batch_size]))
+            out.extend(self._generate_chunk(list(encoded[start : start + self.max_batch_size])))
         return out
 
     def stream_text(self, messages: Sequence[ChatMessageDict]) -> Iterator[str]:
@@ -283,7 +286,7 @@ class LocalSLM(BaseModel):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _generate_ids(self, batch: list[tuple[list[int], bool]]) -> list[SLMGeneration]:
+    def _generate_chunk(self, batch: list[tuple[list[int], bool]]) -> list[SLMGeneration]:
         import torch
 
         loaded = self.loaded

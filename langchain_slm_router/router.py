@@ -1,0 +1,457 @@
+"""The routing pipeline: math engine, then the local SLM behind its confidence gate, then the fallback.
+
+:class:`SLMRouter` is the core that the LangChain chat model and the LlamaIndex LLM both wrap. It answers a
+string or a list of chat messages and returns a :class:`~langchain_slm_router.trace.RouteResult`: the answer and
+its trace (stage, signals, threshold, per-stage latency, whether the fallback was tried).
+
+Order of work for one query:
+
+1. The query is checked (:mod:`langchain_slm_router.messages`): empty, undecodable or over-long input raises a
+   typed :class:`~langchain_slm_router.errors.InvalidQueryError` before any model runs.
+2. The math engine tries the last user message; if it solves it, that exact answer is returned.
+3. The SLM answers; the gate keeps the answer when its confidence signals pass.
+4. Otherwise the fallback chat model answers. When it fails, ``on_fallback_error="raise"`` (default) raises a
+   typed :class:`~langchain_slm_router.errors.FallbackError`; ``"return_slm"`` returns the SLM's answer with
+   ``low_confidence=True`` and the error in the trace.
+
+Conversations the local stages cannot read (images or other non-text content, tool traffic) and requests that
+need tools or structured output go straight to the fallback. A prompt longer than the SLM's
+``max_input_tokens`` is escalated (``on_slm_overflow="escalate"``, default), cut in the middle
+(``"truncate"``), or rejected with :class:`~langchain_slm_router.errors.QueryTooLongError` (``"error"``).
+
+Batches (:meth:`SLMRouter.route_batch`) run the SLM on all their SLM-bound queries in padded batches and call the
+fallback once with :meth:`~langchain_core.runnables.Runnable.batch` for the escalated ones; a failing query fails
+alone when ``return_exceptions=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from pydantic import BaseModel, ConfigDict, Field
+
+from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
+from langchain_slm_router.gate import GatePolicy
+from langchain_slm_router.math_engine import MathEngine
+from langchain_slm_router.messages import Conversation, to_messages
+from langchain_slm_router.slm import LocalSLM, SLMGeneration
+from langchain_slm_router.trace import RouteResult
+
+
+def _default_fallback() -> Any:
+    from langchain_slm_router.fallback import default_fallback
+
+    return default_fallback()
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+class StreamPart(BaseModel):
+    """One piece of a streamed answer: a text delta, the fallback's own chunk, and (last) the result."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    text: str = ""
+    chunk: Any = None
+    """The fallback's ``AIMessageChunk`` when the fallback is streaming (tool-call chunks included)."""
+    result: RouteResult | None = None
+    """Set on the last part only: the complete answer and its trace."""
+
+
+class _Job:
+    """The state of one query as it moves through the stages."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.conv: Conversation | None = None
+        self.error: BaseException | None = None
+        self.result: RouteResult | None = None
+        self.latency: dict[str, float] = {}
+        self.gen: SLMGeneration | None = None
+        self.encoded: tuple[list[int], bool] | None = None
+        self.gate_reasons: list[str] = []
+        self.reason = ""
+
+    @property
+    def open(self) -> bool:
+        return self.error is None and self.result is None
+
+
+class SLMRouter(BaseModel):
+    """Answer each query with the cheapest component that can answer it well.
+
+    Args:
+        math_engine: the sympy stage; ``None`` disables it.
+        slm: the local small model; ``None`` disables it (every non-math query goes to the fallback).
+        gate: the confidence policy deciding whether the SLM's answer is kept.
+        fallback: any LangChain chat model (or Runnable taking messages); default ``ChatOllama(model="mistral")``
+            at ``OLLAMA_HOST``. ``None`` means no fallback: the SLM's answer is returned, marked low-confidence
+            when the gate rejected it.
+        on_fallback_error: ``"raise"`` a typed error, or ``"return_slm"``: return the SLM's answer marked
+            ``low_confidence`` with the error in the trace.
+        fallback_retries: retries (with exponential back-off) after a transient fallback failure.
+        max_query_chars: longest accepted query (all messages together), in characters.
+        on_slm_overflow: what a prompt longer than the SLM's ``max_input_tokens`` gets: ``"escalate"`` to the
+            fallback, ``"truncate"`` (cut the middle), or ``"error"`` (raise ``QueryTooLongError``).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    math_engine: MathEngine | None = Field(default_factory=MathEngine)
+    slm: LocalSLM | None = Field(default_factory=LocalSLM)
+    gate: GatePolicy = Field(default_factory=GatePolicy)
+    fallback: Any | None = Field(default_factory=_default_fallback)
+    on_fallback_error: Literal["raise", "return_slm"] = "raise"
+    fallback_retries: int = Field(default=2, ge=0, le=10)
+    max_query_chars: int = Field(default=32_000, ge=1)
+    on_slm_overflow: Literal["escalate", "truncate", "error"] = "escalate"
+
+    # ------------------------------------------------------------------ public API
+    def route(
+        self, query: Any, config: RunnableConfig | None = None, *, escalate: str | None = None,
+        fallback: Any | None = None,
+    ) -> RouteResult:
+        """Answer one query (text or chat messages).
+
+        Args:
+            query: a string, a message, or a list of messages.
+            config: a LangChain ``RunnableConfig``; its callbacks see each stage as a child run.
+            escalate: skip the local stages and ask the fallback, giving this reason (e.g. ``"tools"``).
+            fallback: a fallback to use for this call instead of ``self.fallback`` (e.g. one with bound tools).
+        """
+        return self._unwrap(self.route_batch([query], config, escalate=escalate, fallback=fallback,
+                                             return_exceptions=True)[0])
+
+    async def aroute(
+        self, query: Any, config: RunnableConfig | None = None, *, escalate: str | None = None,
+        fallback: Any | None = None,
+    ) -> RouteResult:
+        """Async :meth:`route`: the SLM runs in a worker thread, the fallback through ``ainvoke``."""
+        results = await self.aroute_batch([query], config, escalate=escalate, fallback=fallback,
+                                          return_exceptions=True)
+        return self._unwrap(results[0])
+
+    def route_batch(
+        self, queries: Sequence[Any], config: RunnableConfig | None = None, *, return_exceptions: bool = False,
+        escalate: str | None = None, fallback: Any | None = None,
+    ) -> list[Any]:
+        """Answer several queries; the SLM runs them in padded batches, the fallback in one ``batch`` call.
+
+        With ``return_exceptions=True`` a failed query's slot holds its exception and the others are answered;
+        otherwise the first error is raised after all queries have run.
+        """
+        jobs = self._prepare(queries, escalate, config)
+        self._run_slm(jobs, config)
+        self._run_fallback(jobs, config, fallback)
+        return self._collect(jobs, return_exceptions)
+
+    async def aroute_batch(
+        self, queries: Sequence[Any], config: RunnableConfig | None = None, *, return_exceptions: bool = False,
+        escalate: str | None = None, fallback: Any | None = None,
+    ) -> list[Any]:
+        """Async :meth:`route_batch`."""
+        jobs = self._prepare(queries, escalate, config)
+        await asyncio.to_thread(self._run_slm, jobs, config)
+        await self._arun_fallback(jobs, config, fallback)
+        return self._collect(jobs, return_exceptions)
+
+    def stream(
+        self, query: Any, config: RunnableConfig | None = None, *, escalate: str | None = None,
+        fallback: Any | None = None,
+    ) -> Iterator[StreamPart]:
+        """Stream one answer.
+
+        Math answers and kept SLM answers are complete before the first part is sent (the gate needs the whole
+        SLM answer to decide), then sent as word pieces. An escalated answer streams the fallback's own chunks
+        as they arrive. The last part carries the :class:`RouteResult`.
+        """
+        job = self._prepare([query], escalate, config)[0]
+        self._run_slm([job], config)
+        if job.open:
+            yield from self._stream_fallback(job, config, fallback)
+            return
+        yield from self._stream_done(job)
+
+    async def astream(
+        self, query: Any, config: RunnableConfig | None = None, *, escalate: str | None = None,
+        fallback: Any | None = None,
+    ) -> AsyncIterator[StreamPart]:
+        """Async :meth:`stream`."""
+        job = self._prepare([query], escalate, config)[0]
+        await asyncio.to_thread(self._run_slm, [job], config)
+        if job.open:
+            async for part in self._astream_fallback(job, config, fallback):
+                yield part
+            return
+        for part in self._stream_done(job):
+            yield part
+
+    # ------------------------------------------------------------------ stages
+    def _prepare(self, queries: Sequence[Any], escalate: str | None, config: RunnableConfig | None) -> list[_Job]:
+        jobs = []
+        for query in queries:
+            job = _Job()
+            jobs.append(job)
+            try:
+                job.conv = Conversation(to_messages(query), max_chars=self.max_query_chars)
+            except SLMRouterError as exc:
+                job.error = exc
+                continue
+            if escalate:
+                job.reason = f"sent to the fallback: {escalate}"
+            elif not job.conv.local_ok:
+                job.reason = "sent to the fallback: the local stages cannot read this conversation"
+            else:
+                self._run_math(job, config)
+        return jobs
+
+    def _run_math(self, job: _Job, config: RunnableConfig | None) -> None:
+        if self.math_engine is None or job.conv is None:
+            return
+        start = time.perf_counter()
+        answer = self._stage("math_engine", self.math_engine.solve, job.conv.question, config)
+        job.latency["math"] = _ms(start)
+        if answer is not None:
+            job.result = self._result(job, answer=answer.answer, stage="math", math_kind=answer.kind,
+                                      reason=f"math engine solved it ({answer.kind})")
+
+    def _run_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
+        if self.slm is None:
+            return
+        todo = [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.reason]
+        if not todo:
+            return
+        slm = self.slm if self.on_slm_overflow != "truncate" else self.slm.model_copy(update={"overflow": "truncate"})
+        ready = []
+        for job in todo:
+            try:
+                job.encoded = slm.encode(job.conv.dicts)  # type: ignore[union-attr]
+                ready.append(job)
+            except QueryTooLongError as exc:
+                if self.on_slm_overflow == "error":
+                    job.error = exc
+                else:
+                    job.reason = f"sent to the fallback: {exc}"
+        if not ready:
+            return
+        start = time.perf_counter()
+        gens = self._stage("slm", lambda batch: slm.generate_encoded(batch), [j.encoded for j in ready], config)
+        elapsed = _ms(start)
+        for job, gen in zip(ready, gens):
+            job.gen = gen
+            job.latency["slm"] = round(elapsed / len(ready), 3) if len(ready) > 1 else elapsed
+            decision = self.gate.decide(gen.signals, gen.finished)
+            job.gate_reasons = decision.reasons
+            if decision.keep:
+                job.result = self._result(job, answer=gen.text, stage="slm", reason="the gate kept the SLM answer")
+            else:
+                job.reason = "the gate escalated the SLM answer"
+
+    def _fallback_for(self, override: Any | None) -> Any | None:
+        return override if override is not None else self.fallback
+
+    def _retrying(self, fallback: Any) -> Any:
+        from langchain_slm_router.fallback import with_fallback_retry
+
+        return with_fallback_retry(fallback, self.fallback_retries + 1)
+
+    def _run_fallback(self, jobs: list[_Job], config: RunnableConfig | None, override: Any | None) -> None:
+        todo = [j for j in jobs if j.open]
+        fallback = self._fallback_for(override)
+        if not todo or self._no_fallback(todo, fallback):
+            return
+        start = time.perf_counter()
+        outs = self._retrying(fallback).batch([j.conv.messages for j in todo], config, return_exceptions=True)
+        elapsed = _ms(start)
+        for job, out in zip(todo, outs):
+            self._finish_fallback(job, out, fallback, elapsed)
+
+    async def _arun_fallback(self, jobs: list[_Job], config: RunnableConfig | None, override: Any | None) -> None:
+        todo = [j for j in jobs if j.open]
+        fallback = self._fallback_for(override)
+        if not todo or self._no_fallback(todo, fallback):
+            return
+        start = time.perf_counter()
+        outs = await self._retrying(fallback).abatch([j.conv.messages for j in todo], config,
+                                                    return_exceptions=True)
+        elapsed = _ms(start)
+        for job, out in zip(todo, outs):
+            self._finish_fallback(job, out, fallback, elapsed)
+
+    def _no_fallback(self, jobs: list[_Job], fallback: Any | None) -> bool:
+        """Handle the jobs when no fallback is configured; True when that was the case."""
+        if fallback is not None:
+            return False
+        for job in jobs:
+            if job.gen is not None:
+                job.result = self._result(job, answer=job.gen.text, stage="slm", low_confidence=True,
+                                          reason=f"{job.reason}; no fallback configured, SLM answer returned")
+            else:
+                job.error = FallbackUnavailableError(f"No fallback is configured and the query was {job.reason}.")
+        return True
+
+    def _finish_fallback(self, job: _Job, out: Any, fallback: Any, elapsed_ms: float) -> None:
+        from langchain_slm_router.fallback import fallback_name, translate_error
+
+        job.latency["llm"] = elapsed_ms
+        name = fallback_name(fallback)
+        if isinstance(out, BaseException):
+            err = translate_error(out, fallback)
+            if self.on_fallback_error == "return_slm" and job.gen is not None:
+                job.result = self._result(
+                    job, answer=job.gen.text, stage="slm", low_confidence=True, fallback_tried=True,
+                    fallback_model=name, fallback_error=str(err),
+                    reason=f"{job.reason}; the fallback failed, SLM answer returned (on_fallback_error='return_slm')",
+                )
+            else:
+                job.error = err
+            return
+        job.result = self._llm_result(job, out, name)
+
+    def _llm_result(self, job: _Job, message: Any, name: str) -> RouteResult:
+        text = message.text if isinstance(message, BaseMessage) else str(message)
+        usage = getattr(message, "usage_metadata", None) or {}
+        return self._result(
+            job, answer=text if isinstance(text, str) else str(text), stage="llm", reason=job.reason,
+            fallback_tried=True, fallback_model=name, llm_message=message,
+            extra_usage={"llm_input_tokens": int(usage.get("input_tokens", 0)),
+                         "llm_output_tokens": int(usage.get("output_tokens", 0))},
+        )
+
+    # ------------------------------------------------------------------ streaming helpers
+    def _stream_done(self, job: _Job) -> Iterator[StreamPart]:
+        result = self._unwrap(self._collect([job], True)[0])
+        pieces = _word_pieces(result.answer)
+        for piece in pieces[:-1]:
+            yield StreamPart(text=piece)
+        yield StreamPart(text=pieces[-1] if pieces else "", result=result)
+
+    def _stream_fallback(self, job: _Job, config: RunnableConfig | None, override: Any | None) -> Iterator[StreamPart]:
+        fallback = self._fallback_for(override)
+        if self._no_fallback([job], fallback):
+            yield from self._stream_done(job)
+            return
+        start = time.perf_counter()
+        merged: AIMessageChunk | None = None
+        try:
+            for attempt in range(self.fallback_retries + 1):
+                try:
+                    for chunk in fallback.stream(job.conv.messages, config):  # type: ignore[union-attr]
+                        merged = chunk if merged is None else merged + chunk
+                        yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
+                    break
+                except Exception as exc:  # noqa: BLE001 - translated below
+                    if merged is not None or not self._should_retry(exc, attempt):
+                        raise
+                    time.sleep(min(2.0, 0.25 * 2**attempt))
+        except Exception as exc:  # noqa: BLE001
+            if merged is not None:
+                from langchain_slm_router.fallback import translate_error
+
+                raise translate_error(exc, fallback) from exc
+            self._finish_fallback(job, exc, fallback, _ms(start))
+            yield from self._stream_done(job)
+            return
+        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
+        yield StreamPart(result=job.result)
+
+    async def _astream_fallback(
+        self, job: _Job, config: RunnableConfig | None, override: Any | None
+    ) -> AsyncIterator[StreamPart]:
+        fallback = self._fallback_for(override)
+        if self._no_fallback([job], fallback):
+            for part in self._stream_done(job):
+                yield part
+            return
+        start = time.perf_counter()
+        merged: AIMessageChunk | None = None
+        try:
+            for attempt in range(self.fallback_retries + 1):
+                try:
+                    async for chunk in fallback.astream(job.conv.messages, config):  # type: ignore[union-attr]
+                        merged = chunk if merged is None else merged + chunk
+                        yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    if merged is not None or not self._should_retry(exc, attempt):
+                        raise
+                    await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
+        except Exception as exc:  # noqa: BLE001
+            if merged is not None:
+                from langchain_slm_router.fallback import translate_error
+
+                raise translate_error(exc, fallback) from exc
+            self._finish_fallback(job, exc, fallback, _ms(start))
+            for part in self._stream_done(job):
+                yield part
+            return
+        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
+        yield StreamPart(result=job.result)
+
+    def _should_retry(self, exc: BaseException, attempt: int) -> bool:
+        from langchain_slm_router.fallback import is_transient
+
+        return attempt < self.fallback_retries and is_transient(exc)
+
+    # ------------------------------------------------------------------ results
+    def _stage(self, name: str, fn: Callable[[Any], Any], arg: Any, config: RunnableConfig | None) -> Any:
+        """Run a stage; with callbacks in ``config`` it is a named child run that tracers show."""
+        if config and config.get("callbacks"):
+            return RunnableLambda(fn, name=name).invoke(arg, config)
+        return fn(arg)
+
+    def _result(self, job: _Job, *, answer: str, stage: str, reason: str, extra_usage: dict[str, int] | None = None,
+                **kwargs: Any) -> RouteResult:
+        latency = dict(job.latency)
+        latency["total"] = _ms(job.start)
+        usage: dict[str, int] = {}
+        if job.gen is not None:
+            usage = {"slm_input_tokens": job.gen.input_tokens, "slm_output_tokens": job.gen.output_tokens}
+        usage.update(extra_usage or {})
+        return RouteResult(
+            answer=answer, stage=stage, reason=reason, latency_ms=latency, usage=usage,
+            signals=job.gen.signals if job.gen is not None else None,
+            threshold=self.gate.threshold if job.gen is not None else None,
+            gate_reasons=job.gate_reasons,
+            slm_model=self.slm.model_name if job.gen is not None and self.slm is not None else None,
+            slm_answer=job.gen.text if job.gen is not None else None,
+            **kwargs,
+        )
+
+    @staticmethod
+    def _collect(jobs: list[_Job], return_exceptions: bool) -> list[Any]:
+        out: list[Any] = [j.error if j.error is not None else j.result for j in jobs]
+        if not return_exceptions:
+            for item in out:
+                if isinstance(item, BaseException):
+                    raise item
+        return out
+
+    @staticmethod
+    def _unwrap(item: Any) -> RouteResult:
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def _word_pieces(text: str) -> list[str]:
+    """Split text into pieces that concatenate back to it exactly (each word with its leading space)."""
+    pieces: list[str] = []
+    for i, word in enumerate(text.split(" ")):
+        pieces.append(word if i == 0 else " " + word)
+    return [p for p in pieces if p] or [text]
+
+
+def _chunk_text(chunk: Any) -> str:
+    text = getattr(chunk, "text", chunk)
+    return text if isinstance(text, str) else str(text)
+
+
+__all__ = ["SLMRouter", "StreamPart"]

@@ -1,0 +1,59 @@
+"""The route trace that every answer carries: which stage answered, with what evidence, how fast."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from langchain_slm_router.signals import ConfidenceSignals
+
+Stage = Literal["math", "slm", "llm"]
+
+
+class RouteResult(BaseModel):
+    """An answer and its trace.
+
+    Attributes:
+        answer: the text returned to the caller.
+        stage: which component answered: ``"math"`` (sympy), ``"slm"`` (local small model) or ``"llm"``
+            (the large-model fallback).
+        reason: one line on why this stage answered.
+        signals: the SLM's confidence signals, when the SLM ran.
+        threshold: the gate's headline threshold (minimum mean token probability).
+        gate_reasons: each gate check, passed or failed.
+        latency_ms: time per stage that ran (``math``, ``slm``, ``llm``) and ``total``, in milliseconds.
+        fallback_tried: whether the large model was called.
+        fallback_model: the fallback's name, when it was tried.
+        fallback_error: the fallback's error message, when it failed and ``on_fallback_error="return_slm"``
+            returned the SLM's answer instead.
+        low_confidence: True when the answer is the SLM's although the gate did not accept it.
+        slm_answer: the SLM's draft answer, also when it was escalated.
+        math_kind: the kind of math problem, when the math engine answered.
+        usage: token counts of the models that ran (``slm_input_tokens``, ``slm_output_tokens``,
+            ``llm_input_tokens``, ``llm_output_tokens``).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    answer: str
+    stage: Stage
+    reason: str
+    signals: ConfidenceSignals | None = None
+    threshold: float | None = None
+    gate_reasons: list[str] = Field(default_factory=list)
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    fallback_tried: bool = False
+    fallback_model: str | None = None
+    fallback_error: str | None = None
+    low_confidence: bool = False
+    slm_model: str | None = None
+    slm_answer: str | None = None
+    math_kind: str | None = None
+    usage: dict[str, int] = Field(default_factory=dict)
+    llm_message: Any = Field(default=None, exclude=True, repr=False)
+    """The fallback's own ``AIMessage`` (tool calls, metadata), when it answered; not serialised."""
+
+    def trace(self) -> dict[str, Any]:
+        """The trace as a JSON-ready dict (everything except the raw fallback message)."""
+        return self.model_dump(mode="json")
