@@ -116,6 +116,7 @@ def load_model(
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
+            _quiet_gguf_progress()
             kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             lm = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
@@ -140,6 +141,19 @@ def load_model(
         loaded = LoadedModel(name=name, source=where, model=lm, tokenizer=tokenizer, context_length=context)
         _CACHE[key] = loaded
         return loaded
+
+
+def _quiet_gguf_progress() -> None:
+    """transformers shows a tqdm bar per GGUF load that its own switch does not cover; silence it."""
+    import functools
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - older or newer transformers
+        return
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None and not isinstance(bar, functools.partial):
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
 
 
 class SLMGeneration(BaseModel):
