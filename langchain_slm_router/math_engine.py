@@ -1,0 +1,671 @@
+"""Stage 1: an exact sympy math engine that answers math queries written in natural language, or declines.
+
+``MathEngine().solve(query)`` returns a :class:`MathAnswer` when the query is math it can answer exactly, and
+``None`` ("not mine") otherwise; it never guesses. ``explain(query)`` returns the same answer, or a
+:class:`MathDecline` that says why the query was declined.
+
+How a query is read
+-------------------
+1. Cheap checks: the query must be a ``str`` of at most ``max_query_chars`` characters with no control
+   characters; a few Unicode symbols are mapped to ASCII (``× ÷ − ² ³ √ π``) and every other character outside
+   ``a-z A-Z 0-9 space + - * / ^ ( ) ! . , = ? % : '`` declines the query.
+2. The text is lower-cased, polite framing is dropped ("please", "can you", trailing "?") and word operators
+   are rewritten ("plus", "minus", "times", "multiplied by", "divided by", "to the power of", "squared",
+   "cubed").
+3. One of a fixed set of *intent* patterns must match the whole query, e.g. ``what is <expr>``,
+   ``calculate <expr>``, ``<expr> = ?``, ``<p>% of <expr>``, ``the square root of <operand>``,
+   ``solve [for x:] <eq>``, ``find x if <eq>``, ``the roots of <eq>``, ``[the] derivative of <expr> [with
+   respect to x]``, ``d/dx <expr>``, ``differentiate <expr>``, ``integrate <expr> [dx] [from a to b]``,
+   ``[the] integral|antiderivative of <expr> [dx]``, ``simplify|expand|factor <expr>``, or a bare expression.
+4. The captured math text must then parse *completely* with the whitelist grammar of
+   :mod:`langchain_slm_router.math_parsing` (numbers, single-letter variables, ``pi``, ``e``, ``+ - * / ^ !``,
+   parentheses, and a fixed list of functions). Any leftover word ("What year did World War 2 end?",
+   "What is 7-Eleven?") means the query is declined. Evaluation framings ("what is ...") additionally need
+   at least one operation and no free variables, so "What is 1984?" or "What is x?" are declined too.
+
+No ``eval``
+-----------
+User text never reaches ``eval``, ``exec``, ``sympify`` or ``parse_expr``: the parser tokenizes against a
+whitelist and calls sympy constructors directly (``Integer``, ``Symbol``, ``Add``, ``sin``, ...). There is
+nothing in the grammar that could name a Python object (no underscores, dots after names, quotes, brackets,
+attribute access or calls of arbitrary names).
+
+Bounds
+------
+* ``max_query_chars`` (default 500): longer queries are declined before any other work, in O(1).
+* ``max_expression_nodes`` (tokens, default 200), ``max_depth`` (nesting, default 40), ``max_exponent``
+  (|exponent| of any power, default 10 000), ``max_factorial`` (default 1000), ``max_result_digits``
+  (digits of every exact number built, default 3 900; checked *before* sympy computes a product or power, so
+  ``9^9^9^9`` and ``factorial(10^9)`` are declined in microseconds), ``max_symbolic_degree`` (exponents on
+  symbols before expanding / factoring / integrating / solving, default 64) and ``max_answer_chars``.
+* Wall clock: cheap operations on bounded input (arithmetic, derivatives of small expressions, factoring and
+  solving polynomials of degree <= 4 with rational coefficients) run inline. Everything else (integration,
+  ``simplify``, general ``solve``, evaluating irrational numbers, integer factorisation) runs in a daemon
+  worker thread and the caller waits at most ``timeout_s``. sympy cannot be interrupted from another thread,
+  so a computation that overruns keeps running in the background until it finishes; at most
+  ``BACKGROUND_SLOTS`` (4) such computations exist in the whole process, and a call that cannot get a slot
+  within ``timeout_s`` is declined ("busy"). On a timeout the engine declines (code ``"timeout"``) unless
+  ``raise_on_timeout=True``, in which case it raises :class:`~langchain_slm_router.errors.MathTimeoutError`.
+  (``signal.alarm`` was rejected: it only works in the main thread and would steal the application's
+  ``SIGALRM``.)
+
+Errors
+------
+``solve``/``explain`` decline instead of raising for every ``str`` input; a non-``str`` query raises
+:class:`~langchain_slm_router.errors.InvalidQueryError`; with ``raise_on_timeout=True`` a time-out raises
+:class:`~langchain_slm_router.errors.MathTimeoutError`. The engine holds no mutable state, so one instance is
+safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import sympy as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from langchain_slm_router.errors import InvalidQueryError, MathTimeoutError
+from langchain_slm_router.math_parsing import (
+    ParseDecline,
+    ParsedExpr,
+    ParseLimits,
+    parse_expression,
+    parse_operand,
+)
+
+__all__ = ["MathAnswer", "MathDecline", "MathEngine", "default_math_engine", "BACKGROUND_SLOTS"]
+
+T = TypeVar("T")
+
+#: Process-wide cap on background sympy computations (including ones that overran their time bound).
+BACKGROUND_SLOTS = 4
+_SLOTS = threading.BoundedSemaphore(BACKGROUND_SLOTS)
+
+
+class MathAnswer(BaseModel):
+    """An exact answer from the math engine."""
+
+    model_config = ConfigDict(frozen=True)
+
+    answer: str = Field(description="Exact final answer in sympy's str() form, e.g. '391', 'x = -2, 2', "
+                                    "'2*exp(2*x)', '-x*cos(x) + sin(x) + C', '45/2'.")
+    kind: str = Field(description="arithmetic, fraction, power, root, factorial, function, percent, equation, "
+                                  "derivative, integral, simplify, expand or factor.")
+    expression: str = Field(description="The normalised expression that was computed, e.g. 'diff(x^2, x)'.")
+    latency_ms: float = Field(description="Wall time of the call in milliseconds.")
+    decimal: str | None = Field(default=None, description="A 15-significant-digit decimal of a non-integer "
+                                                          "numeric answer, e.g. '22.5' for '45/2'.")
+
+
+class MathDecline(BaseModel):
+    """Why the engine declined a query (``solve`` returns ``None`` in these cases)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="not_math, too_long, bounds, unsupported, timeout, busy or error.")
+    reason: str
+    latency_ms: float
+
+
+class _Decline(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Timeout(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Query normalisation and intent patterns
+# ---------------------------------------------------------------------------------------------------------
+
+_UNICODE = str.maketrans({
+    "×": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "−": "-", "–": "-", "²": "^2", "³": "^3",
+    "√": " sqrt ", "π": " pi ", "’": "'", "\t": " ", "\n": " ", "\r": " ",
+})
+_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-*/^()!.,=?%:'")
+
+_WORD_OPS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
+    (r"\bmultiplied\s+by\b", "*"),
+    (r"\btimes\b", "*"),
+    (r"\bdivided\s+by\b", "/"),
+    (r"\bplus\b", "+"),
+    (r"\bminus\b", "-"),
+    (r"\b(?:raised\s+)?to\s+the\s+power\s+of\b", "^"),
+    (r"\bsquared\b", "^2"),
+    (r"\bcubed\b", "^3"),
+))
+_LEADING = re.compile(r"^(?:(?:please|kindly|hey|hi|ok|okay)\s*,?\s+|(?:can|could|would|will)\s+you\s+"
+                      r"(?:please\s+)?|(?:tell\s+me|help\s+me|i\s+need\s+to|i\s+want\s+to)\s+)+")
+_TRAILING_PLEASE = re.compile(r"\s*,?\s*please$")
+
+_EVAL = (r"(?:what\s+is\s+the\s+value\s+of|find\s+the\s+value\s+of|the\s+value\s+of|value\s+of|what\s+is|"
+         r"what's|whats|calculate|compute|evaluate|find|determine|work\s+out|give\s+me|how\s+much\s+is)")
+_WRT = r"(?:\s+(?:with\s+respect\s+to|wrt|w\.r\.t\.?)\s+(?P<v>[a-z]))?"
+
+_P_DERIV = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?:(?P<ord>first|second|third|1st|2nd|3rd)\s+)?"
+               rf"derivative\s+of\s+(?P<e>.+?){_WRT}$"),
+    re.compile(rf"^(?:{_EVAL}\s+)?d/d(?P<v>[a-z])\s*(?:of\s+)?(?P<e>.+)$"),
+    re.compile(rf"^differentiate\s+(?P<e>.+?){_WRT}$"),
+)
+_P_INTEG = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?:(?:indefinite|definite)\s+)?"
+               rf"(?:integral|antiderivative|anti-derivative|primitive)\s+of\s+(?P<e>.+)$"),
+    re.compile(r"^integrate\s+(?P<e>.+)$"),
+)
+_P_INT_BOUNDS = re.compile(r"\s+from\s+(?P<a>.+?)\s+to\s+(?P<b>.+)$")
+_P_INT_WRT = re.compile(r"\s+(?:with\s+respect\s+to|wrt)\s+(?P<v>[a-z])$")
+_P_INT_DX = re.compile(r"(?:(?<=\s)|(?<=\)))\*?\s*d(?P<v>[a-z])$")
+_P_TRANSFORM = re.compile(r"^(?P<op>simplify|expand|factor|factorise|factorize)\s*:?\s+(?:the\s+)?"
+                          r"(?:(?:expression|polynomial|number|integer)\s*:?\s+)?(?P<e>.+)$")
+_P_ROOT = re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?P<k>square|cube|fourth|fifth)\s+root\s+of\s+(?P<e>.+)$")
+_P_PERCENT = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?P<p>.+?)\s*(?:%|\s+percent)\s+of\s+(?P<e>.+)$"),
+)
+_P_PERCENT_OF = (
+    re.compile(r"^(?:what|which)\s+(?:percent|percentage)\s+of\s+(?P<e>.+?)\s+is\s+(?P<p>.+)$"),
+    re.compile(r"^(?P<p>.+?)\s+is\s+what\s+(?:percent|percentage)\s+of\s+(?P<e>.+)$"),
+)
+_P_EQUATION = (
+    re.compile(r"^solve\s+for\s+(?P<v>[a-z])\s*(?::|,|\s+in|\s+if|\s+where|\s+given)?\s+(?P<e>.+)$"),
+    re.compile(r"^solve\s+(?:the\s+equation\s+)?:?\s*(?P<e>.+?)(?:\s+for\s+(?P<v>[a-z]))?$"),
+    re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+value\s+of\s+)?(?P<v>[a-z])\s*,?\s*(?::|if|when|where|given(?:\s+that)?"
+               rf"|such\s+that|so\s+that)\s+(?P<e>.+=.+)$"),
+    re.compile(rf"^(?:{_EVAL}\s+|what\s+are\s+)?(?:the\s+)?(?:roots?|solutions?|zeros|zeroes)\s+(?:of|to|for)\s+"
+               rf"(?:the\s+(?:equation|polynomial)\s+)?(?P<e>.+?)(?:\s+for\s+(?P<v>[a-z]))?$"),
+)
+_P_EVAL = re.compile(rf"^{_EVAL}\s*:?\s+(?P<e>.+)$")
+_P_QUESTION_EQ = re.compile(r"^(?P<e>.+?)\s*=\s*\?*$")
+
+_FUNCTION_TOPS = frozenset({"sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "arcsin", "arccos",
+                            "arctan", "sinh", "cosh", "tanh", "exp", "log", "ln", "log10", "abs"})
+_ROOT_INDEX = {"square": 2, "cube": 3, "fourth": 4, "fifth": 5}
+_ORDERS = {None: 1, "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3}
+_TRANSFORM_KIND = {"simplify": "simplify", "expand": "expand", "factor": "factor", "factorise": "factor",
+                   "factorize": "factor"}
+
+
+def _normalise(query: str) -> str:
+    text = query.translate(_UNICODE)
+    if not all(ch in _ALLOWED for ch in text):
+        raise _Decline("not_math", "characters outside the math grammar")
+    text = " ".join(text.lower().split())
+    for pattern, repl in _WORD_OPS:
+        text = pattern.sub(repl, text)
+    text = _LEADING.sub("", text)
+    text = text.rstrip(" ?.")
+    if text.endswith("please"):
+        text = _TRAILING_PLEASE.sub("", text).rstrip(" ?.")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Formatting helpers
+# ---------------------------------------------------------------------------------------------------------
+
+def _terminating_decimal(q: sp.Rational) -> str | None:
+    """Exact decimal string of ``q`` if its expansion terminates (denominator 2^a * 5^b), else None."""
+    den = int(q.q)
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    if den != 1:
+        return None
+    places = max(twos, fives)
+    scaled = abs(int(q.p)) * 10 ** places // int(q.q)
+    digits = str(scaled).rjust(places + 1, "0")
+    whole, frac = digits[: len(digits) - places], digits[len(digits) - places:]
+    text = f"{whole}.{frac}".rstrip("0").rstrip(".") if places else whole
+    return f"-{text}" if q < 0 else text
+
+
+def _decimal_of(value: sp.Expr) -> str:
+    if value.is_Rational:
+        exact = _terminating_decimal(value)  # type: ignore[arg-type]
+        if exact is not None and len(exact) <= 30:
+            return exact
+    return str(sp.N(value, 15))
+
+
+def _sort_key(value: sp.Expr) -> tuple[float, float]:
+    if value.is_Rational:
+        return (float(value), 0.0)
+    re_part, im_part = sp.N(value, 15).as_real_imag()
+    return (float(re_part), float(im_part))
+
+
+def _max_symbolic_exponent(expr: sp.Expr) -> int:
+    worst = 0
+    for power in expr.atoms(sp.Pow):
+        exp = power.exp
+        if not power.base.is_number and exp.is_Rational:
+            worst = max(worst, abs(int(exp.p)))  # type: ignore[attr-defined]
+    return worst
+
+
+def _format_solutions(var: sp.Symbol, sols: list[sp.Expr]) -> str:
+    if not sols:
+        return "no solution"
+    unique = list(dict.fromkeys(sols))
+    try:
+        unique.sort(key=_sort_key)
+    except (TypeError, ValueError):
+        unique.sort(key=sp.default_sort_key)
+    return f"{var} = " + ", ".join(str(s) for s in unique)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------------------
+
+class MathEngine(BaseModel):
+    """Configuration of the exact math stage; ``solve`` answers exactly or returns ``None``.
+
+    Thread-safe: instances are immutable and hold no per-call state.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_query_chars: int = Field(default=500, ge=1, description="Longer queries are declined (None).")
+    max_expression_nodes: int = Field(default=200, ge=1, description="Max tokens in one parsed expression.")
+    max_depth: int = Field(default=40, ge=1, description="Max nesting depth of an expression.")
+    timeout_s: float = Field(default=1.0, gt=0, description="Wall-clock bound on one background computation.")
+    max_exponent: int = Field(default=10_000, ge=1, description="Max |exponent| (numerator or denominator).")
+    max_factorial: int = Field(default=1000, ge=0, description="Max integer factorial argument.")
+    max_result_digits: int = Field(default=3900, ge=10, description="Max digits of any exact number built.")
+    max_symbolic_degree: int = Field(default=64, ge=1, description="Max exponent on a symbol before "
+                                                                   "expand/factor/integrate/solve.")
+    max_factor_digits: int = Field(default=30, ge=1, description="Max digits of an integer to factorise.")
+    max_answer_chars: int = Field(default=2000, ge=10, description="Longer answers are declined.")
+    raise_on_timeout: bool = Field(default=False, description="Raise MathTimeoutError instead of declining.")
+
+    # -- public API ---------------------------------------------------------------------------------------
+    def solve(self, query: str) -> MathAnswer | None:
+        """Answer ``query`` exactly, or return ``None`` when it is not math this engine can answer."""
+        result = self.explain(query)
+        return result if isinstance(result, MathAnswer) else None
+
+    def explain(self, query: str) -> MathAnswer | MathDecline:
+        """Like :meth:`solve`, but a declined query returns a :class:`MathDecline` with the reason."""
+        start = time.perf_counter()
+        if not isinstance(query, str):
+            raise InvalidQueryError(f"query must be a str, not {type(query).__name__}")
+        try:
+            if len(query) > self.max_query_chars:
+                raise _Decline("too_long", f"query longer than {self.max_query_chars} characters")
+            answer, kind, expression, decimal = self._answer(query)
+            if len(answer) > self.max_answer_chars:
+                raise _Decline("bounds", f"answer longer than {self.max_answer_chars} characters")
+        except _Decline as exc:
+            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=_ms(start))
+        except ParseDecline as exc:
+            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=_ms(start))
+        except _Timeout:
+            if self.raise_on_timeout:
+                raise MathTimeoutError(f"math computation exceeded {self.timeout_s} s") from None
+            return MathDecline(code="timeout", reason=f"computation exceeded {self.timeout_s} s",
+                               latency_ms=_ms(start))
+        except RecursionError:
+            return MathDecline(code="bounds", reason="expression too deep", latency_ms=_ms(start))
+        except Exception as exc:  # sympy raised (NotImplementedError, PolynomialError, ...): not ours
+            return MathDecline(code="error", reason=f"{type(exc).__name__}: {exc}"[:300], latency_ms=_ms(start))
+        return MathAnswer(answer=answer, kind=kind, expression=expression, latency_ms=_ms(start),
+                          decimal=decimal)
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+    @property
+    def _limits(self) -> ParseLimits:
+        return ParseLimits(max_tokens=self.max_expression_nodes, max_depth=self.max_depth,
+                           max_exponent=self.max_exponent, max_factorial=self.max_factorial,
+                           max_bits=int(self.max_result_digits * 3.3219280948873626) + 1)
+
+    def _answer(self, query: str) -> tuple[str, str, str, str | None]:
+        text = _normalise(query)
+        if not text:
+            raise _Decline("not_math", "empty query")
+        lim = self._limits
+        for pattern in _P_DERIV:
+            if m := pattern.match(text):
+                return self._derivative(m.group("e"), m.groupdict().get("v"), _ORDERS[m.groupdict().get("ord")], lim)
+        for pattern in _P_INTEG:
+            if m := pattern.match(text):
+                return self._integral(m.group("e"), lim)
+        if m := _P_TRANSFORM.match(text):
+            return self._transform(_TRANSFORM_KIND[m.group("op")], m.group("e"), lim)
+        if m := _P_ROOT.match(text):
+            return self._root(m.group("k"), m.group("e"), lim)
+        for pattern in _P_PERCENT_OF:
+            if m := pattern.match(text):
+                return self._what_percent(m.group("p"), m.group("e"), lim)
+        for pattern in _P_PERCENT:
+            if m := pattern.match(text):
+                return self._percent(m.group("p"), m.group("e"), lim)
+        for pattern in _P_EQUATION:
+            if m := pattern.match(text):
+                return self._equation(m.group("e"), m.group("v"), lim)
+        if m := _P_EVAL.match(text):
+            return self._evaluate(m.group("e"), lim)
+        return self._evaluate(text, lim)
+
+    # -- background execution -----------------------------------------------------------------------------
+    def _bounded(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a daemon worker thread and wait at most ``timeout_s`` for it."""
+        deadline = time.monotonic() + self.timeout_s
+        if not _SLOTS.acquire(timeout=self.timeout_s):
+            raise _Decline("busy", "all background math slots are busy")
+        box: dict[str, object] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                box["error"] = exc
+            finally:
+                _SLOTS.release()
+                done.set()
+
+        try:
+            threading.Thread(target=work, name="math-engine-worker", daemon=True).start()
+        except RuntimeError:
+            _SLOTS.release()
+            raise _Decline("busy", "cannot start a background math thread") from None
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise _Timeout()
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]
+
+    def _check_degree(self, expr: sp.Expr) -> None:
+        if _max_symbolic_exponent(expr) > self.max_symbolic_degree:
+            raise _Decline("bounds", f"exponent on a variable larger than {self.max_symbolic_degree}")
+
+    # -- numbers ------------------------------------------------------------------------------------------
+    def _number_answer(self, value: sp.Expr, has_decimal: bool) -> tuple[str, str | None]:
+        """(answer, decimal) of a numeric value; irrational values are simplified in the background."""
+        if value.is_Rational:
+            if value.is_Integer:
+                return str(value), None
+            decimal = _decimal_of(value)
+            exact = _terminating_decimal(value)  # type: ignore[arg-type]
+            if has_decimal and exact is not None:
+                return exact, None
+            return str(value), decimal
+
+        def work() -> tuple[str, str | None]:
+            simplified = sp.simplify(value)
+            if simplified.is_Rational:
+                return self._number_answer(simplified, has_decimal)
+            return str(simplified), str(sp.N(simplified, 15))
+
+        return self._bounded(work)
+
+    @staticmethod
+    def _numeric_kind(parsed: ParsedExpr) -> str:
+        if parsed.top == "^":
+            return "power"
+        if parsed.top in ("sqrt", "cbrt"):
+            return "root"
+        if parsed.top == "!" or parsed.top == "factorial":
+            return "factorial"
+        if parsed.top in _FUNCTION_TOPS:
+            return "function"
+        if "/" in parsed.ops:
+            return "fraction"
+        return "arithmetic"
+
+    def _evaluate(self, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        if m := _P_QUESTION_EQ.match(text):
+            text = m.group("e")
+        elif "=" in text:
+            return self._equation(text, None, lim)
+        parsed = parse_expression(text, lim)
+        if not parsed.ops:
+            raise _Decline("not_math", "nothing to compute (a lone number or name)")
+        if parsed.expr.free_symbols:
+            raise _Decline("not_math", "expression has free variables; nothing to evaluate")
+        answer, decimal = self._number_answer(parsed.expr, parsed.has_decimal)
+        return answer, self._numeric_kind(parsed), _clean(text), decimal
+
+    def _root(self, which: str, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        parsed = parse_operand(text, lim)
+        if parsed.expr.free_symbols:
+            raise _Decline("not_math", "root of an expression with variables")
+        index = _ROOT_INDEX[which]
+        value = sp.sqrt(parsed.expr) if index == 2 else sp.root(parsed.expr, index)
+        answer, decimal = self._number_answer(value, parsed.has_decimal)
+        name = "sqrt" if index == 2 else f"root{index}"
+        return answer, "root", f"{name}({_clean(text)})", decimal
+
+    def _percent(self, p_text: str, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        p = parse_operand(p_text, lim)
+        base = parse_operand(text, lim)
+        if p.expr.free_symbols or base.expr.free_symbols:
+            raise _Decline("not_math", "percentage of an expression with variables")
+        value = p.expr * base.expr / 100
+        answer, decimal = self._number_answer(value, p.has_decimal or base.has_decimal)
+        return answer, "percent", f"({_clean(p_text)})/100*({_clean(text)})", decimal
+
+    def _what_percent(self, p_text: str, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        part = parse_operand(p_text, lim)
+        whole = parse_operand(text, lim)
+        if part.expr.free_symbols or whole.expr.free_symbols or whole.expr == 0:
+            raise _Decline("not_math", "percentage needs two numbers and a non-zero whole")
+        value = 100 * part.expr / whole.expr
+        answer, decimal = self._number_answer(value, part.has_decimal or whole.has_decimal)
+        return f"{answer}%", "percent", f"100*({_clean(p_text)})/({_clean(text)})", decimal
+
+    # -- equations ----------------------------------------------------------------------------------------
+    def _equation(self, text: str, var_name: str | None, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        sides = text.split("=")
+        if len(sides) == 1:
+            lhs, rhs = parse_expression(sides[0], lim), None
+        elif len(sides) == 2:
+            lhs, rhs = parse_expression(sides[0], lim), parse_expression(sides[1], lim)
+        else:
+            raise _Decline("unsupported", "more than one '=' (systems are not supported)")
+        free = lhs.expr.free_symbols | (rhs.expr.free_symbols if rhs is not None else set())
+        if var_name is not None:
+            var = sp.Symbol(var_name)
+            if var not in free:
+                raise _Decline("not_math", f"{var_name} does not occur in the equation")
+        elif len(free) == 1:
+            var = next(iter(free))
+        else:
+            raise _Decline("not_math", "an equation needs exactly one unknown (or 'for x')")
+        if rhs is None and not lhs.ops:
+            raise _Decline("not_math", "nothing to solve (a lone name)")
+        expr = lhs.expr - rhs.expr if rhs is not None else lhs.expr
+        shown = f"solve({_clean(sides[0])} = {_clean(sides[1]) if rhs is not None else '0'}, {var})"
+        self._check_degree(expr)
+        sols = self._solve_fast(expr, var)
+        if sols is None:
+            sols = self._bounded(lambda: self._solve_general(expr, var))
+        return _format_solutions(var, sols), "equation", shown, None
+
+    @staticmethod
+    def _solve_fast(expr: sp.Expr, var: sp.Symbol) -> list[sp.Expr] | None:
+        """Closed-form roots of a polynomial of degree <= 2 with rational coefficients, else None."""
+        if expr.free_symbols != {var} or not expr.is_polynomial(var):
+            if not expr.free_symbols:
+                raise _Decline("unsupported", "the unknown cancels out of the equation")
+            return None
+        poly = sp.Poly(expr, var)
+        if not poly.domain.is_QQ and not poly.domain.is_ZZ:
+            return None
+        coeffs = poly.all_coeffs()
+        degree = len(coeffs) - 1
+        if degree == 1:
+            return [-coeffs[1] / coeffs[0]]
+        if degree == 2:
+            a, b, c = coeffs
+            root = sp.sqrt(b * b - 4 * a * c)
+            return [(-b - root) / (2 * a), (-b + root) / (2 * a)]
+        return None
+
+    def _solve_general(self, expr: sp.Expr, var: sp.Symbol) -> list[sp.Expr]:
+        num, den = sp.fraction(sp.together(expr))
+        if num.is_polynomial(var) and den.is_polynomial(var):
+            poly = sp.Poly(num, var)
+            if poly.degree() <= 0:
+                if poly.is_zero:
+                    raise _Decline("unsupported", "identity: every value is a solution")
+                return []
+            if poly.degree() > self.max_symbolic_degree:
+                raise _Decline("bounds", "polynomial degree too large")
+            found = sp.roots(poly)
+            if sum(found.values()) != poly.degree():
+                raise _Decline("unsupported", "roots have no closed form")
+            sols = [r for r in found if sp.simplify(den.subs(var, r)) != 0]
+            return [sp.simplify(r) if not r.is_Rational else r for r in sols]
+        result = sp.solveset(expr, var, domain=sp.S.Reals)
+        if not isinstance(result, sp.FiniteSet):
+            raise _Decline("unsupported", "solution set is not a finite set")
+        return list(result.args)
+
+    # -- calculus -----------------------------------------------------------------------------------------
+    def _pick_var(self, parsed: ParsedExpr, var_name: str | None) -> sp.Symbol:
+        if var_name is not None:
+            return sp.Symbol(var_name)
+        free = parsed.expr.free_symbols
+        if len(free) == 1:
+            return next(iter(free))  # type: ignore[return-value]
+        x = sp.Symbol("x")
+        if not free or x in free:
+            return x
+        raise _Decline("not_math", "say which variable ('with respect to y')")
+
+    def _derivative(self, text: str, var_name: str | None, order: int,
+                    lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        parsed = parse_expression(text, lim)
+        var = self._pick_var(parsed, var_name)
+
+        def work() -> str:
+            result = sp.diff(parsed.expr, var, order)
+            if result.has(sp.Derivative):
+                raise _Decline("unsupported", "derivative has no closed form")
+            return str(result)
+
+        answer = work() if parsed.tokens <= 40 else self._bounded(work)
+        suffix = f", {order}" if order > 1 else ""
+        return answer, "derivative", f"diff({_clean(text)}, {var}{suffix})", None
+
+    def _integral(self, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        bounds = None
+        if m := _P_INT_BOUNDS.search(text):
+            bounds = (parse_expression(m.group("a"), lim), parse_expression(m.group("b"), lim))
+            text = text[: m.start()]
+        var_name = None
+        if m := _P_INT_WRT.search(text):
+            var_name, text = m.group("v"), text[: m.start()]
+        elif m := _P_INT_DX.search(text):
+            var_name, text = m.group("v"), text[: m.start()]
+        text = text.strip()
+        parsed = parse_expression(text, lim)
+        var = self._pick_var(parsed, var_name)
+        self._check_degree(parsed.expr)
+        if bounds is not None:
+            lo, hi = bounds[0].expr, bounds[1].expr
+            if lo.free_symbols or hi.free_symbols:
+                raise _Decline("unsupported", "integration bounds must be numbers")
+
+            def definite() -> tuple[str, str | None]:
+                value = sp.integrate(parsed.expr, (var, lo, hi))
+                if value.has(sp.Integral, sp.Piecewise) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+                    raise _Decline("unsupported", "integral has no closed form or diverges")
+                if value.free_symbols:
+                    raise _Decline("unsupported", "definite integral depends on other variables")
+                if value.is_Rational:
+                    return self._number_answer(value, parsed.has_decimal)
+                return str(value), str(sp.N(value, 15))
+
+            answer, decimal = self._bounded(definite)
+            return answer, "integral", f"integrate({_clean(text)}, ({var}, {lo}, {hi}))", decimal
+
+        def indefinite() -> str:
+            value = sp.integrate(parsed.expr, var)
+            if value.has(sp.Integral, sp.Piecewise):
+                raise _Decline("unsupported", "integral has no closed form")
+            return f"{value} + C"
+
+        return self._bounded(indefinite), "integral", f"integrate({_clean(text)}, {var})", None
+
+    # -- algebra ------------------------------------------------------------------------------------------
+    def _transform(self, kind: str, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        parsed = parse_expression(text, lim)
+        expr = parsed.expr
+        shown = f"{kind}({_clean(text)})"
+        if kind == "factor" and not expr.free_symbols:
+            return self._factor_integer(expr), "factor", shown, None
+        self._check_degree(expr)
+        if kind == "factor":
+            fast = _factor_fast(expr)
+            if fast is not None:
+                return fast, "factor", shown, None
+            return self._bounded(lambda: str(sp.factor(expr))), "factor", shown, None
+        if kind == "expand":
+            return self._bounded(lambda: str(sp.expand(expr))), "expand", shown, None
+        return self._bounded(lambda: str(_simplify(expr))), "simplify", shown, None
+
+    def _factor_integer(self, value: sp.Expr) -> str:
+        if not value.is_Integer or abs(value) < 2:  # type: ignore[operator]
+            raise _Decline("not_math", "only integers >= 2 (or polynomials) can be factorised")
+        n = int(value)  # type: ignore[arg-type]
+        if len(str(abs(n))) > self.max_factor_digits:
+            raise _Decline("bounds", f"integer longer than {self.max_factor_digits} digits")
+
+        def work() -> str:
+            parts = [f"{p}**{k}" if k > 1 else str(p) for p, k in sorted(sp.factorint(abs(n)).items())]
+            return ("-" if n < 0 else "") + "*".join(parts)
+
+        return self._bounded(work)
+
+
+def _factor_fast(expr: sp.Expr) -> str | None:
+    """Factor a univariate polynomial of degree <= 4 with rational coefficients inline; else None."""
+    free = expr.free_symbols
+    if len(free) != 1:
+        return None
+    var = next(iter(free))
+    if not expr.is_polynomial(var):
+        return None
+    poly = sp.Poly(expr, var)
+    if poly.degree() > 4 or not (poly.domain.is_ZZ or poly.domain.is_QQ):
+        return None
+    coeff, factors = poly.factor_list()
+    return str(sp.Mul(coeff, *[f.as_expr() ** k for f, k in factors]))
+
+
+def _simplify(expr: sp.Expr) -> sp.Expr:
+    free = expr.free_symbols
+    if free and expr.is_rational_function(*free):
+        candidates = [sp.cancel(expr), sp.factor(expr)]
+        return min(candidates, key=sp.count_ops)
+    return sp.simplify(expr)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 4)
+
+
+@functools.lru_cache(maxsize=1)
+def default_math_engine() -> MathEngine:
+    """A shared engine with default settings (immutable, so safe to share between threads)."""
+    return MathEngine()
