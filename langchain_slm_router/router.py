@@ -229,8 +229,13 @@ class SLMRouter(BaseModel):
         if not todo:
             return
         slm = self.slm if self.on_slm_overflow != "truncate" else self.slm.model_copy(update={"overflow": "truncate"})
+        start = time.perf_counter()
+        slm.loaded  # loads the model on first use; reported apart from generation time
+        load_ms = _ms(start)
         ready = []
         for job in todo:
+            if load_ms > 5.0:
+                job.latency["slm_load"] = load_ms
             try:
                 job.encoded = slm.encode(job.conv.dicts)  # type: ignore[union-attr]
                 ready.append(job)
