@@ -1,0 +1,375 @@
+"""The router as a LlamaIndex LLM: ``Settings.llm = SLMRouterLLM(...)`` or ``llm=`` on any engine or agent.
+
+:class:`SLMRouterLLM` wraps the core :class:`~langchain_slm_router.router.SLMRouter`; it does not run a pipeline
+of its own. Each call converts LlamaIndex ``ChatMessage`` objects to LangChain messages (the router's input),
+routes them (math engine, then the SLM behind its confidence gate, then the fallback) and returns LlamaIndex
+responses carrying the route trace.
+
+Where the trace is:
+
+* ``CompletionResponse.additional_kwargs`` and ``ChatResponse.additional_kwargs``: the trace dict of
+  :meth:`~langchain_slm_router.trace.RouteResult.trace` (``stage``, ``reason``, ``signals``, ``threshold``,
+  ``gate_reasons``, ``latency_ms``, ``fallback_tried``, ``fallback_model``, ``usage``, ...).
+* ``CompletionResponse.raw`` and ``ChatResponse.raw``: the same dict, whose ``usage`` also holds
+  ``prompt_tokens`` / ``completion_tokens`` / ``total_tokens`` (the sums over the models that ran), the keys
+  LlamaIndex's ``TokenCountingHandler`` reads.
+* When streaming, the trace is on the *last* response of the stream.
+
+RAG prompts and the SLM's context window
+----------------------------------------
+The SLM reads at most ``LocalSLM.max_input_tokens`` prompt tokens (1,536 by default). :attr:`SLMRouterLLM.metadata`
+reports a ``context_window`` of ``context_fraction * max_input_tokens + num_output`` tokens (``context_fraction``
+0.85 by default: LlamaIndex counts tokens with its own tokenizer, tiktoken, which on English text counts up to
+~11% fewer tokens than SmolLM2's; the chat template adds a few more). LlamaIndex's prompt helper packs the
+retrieved context into that budget, and its response synthesizers (``compact``, ``refine``, ``tree_summarize``)
+split context that does not fit over several LLM calls, so the QA prompts that reach the router fit the SLM whole:
+nothing is cut.
+
+A prompt that is still longer than the SLM accepts (an oversized chat history, a hand-written prompt, a custom
+``context_window``) follows ``SLMRouter.on_slm_overflow``: ``"escalate"`` (the default: the whole prompt goes to
+the fallback, whose context window is larger), ``"truncate"`` (the middle of the prompt is cut, keeping the
+instructions at the start and the question at the end; this can drop retrieved context) or ``"error"``
+(:class:`~langchain_slm_router.errors.QueryTooLongError`). Escalating is the default because truncating a RAG
+prompt silently loses the passages that were retrieved to answer it.
+
+The gate decides on the answer, not on the context: the confidence signals (mean token probability, ...) are
+computed over the tokens the SLM *generates*, never over the prompt, so a long retrieved context does not raise or
+lower them by itself; it only matters through the answer the model writes.
+
+Tools and structured output
+---------------------------
+The SLM cannot call tools, so ``is_function_calling_model`` is ``False``: LlamaIndex agents use the router through
+the ReAct text protocol (``ReActAgent``), and structured output goes through LlamaIndex's text-completion
+programs. To send a call straight to the fallback, pass ``escalate="reason"`` (and optionally ``fallback=`` another
+LangChain chat model for this call) to any method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    ImageBlock,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+)
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.llm import LLM
+
+from langchain_slm_router.errors import InvalidQueryError
+from langchain_slm_router.router import SLMRouter, StreamPart
+from langchain_slm_router.trace import RouteResult
+
+#: Keyword arguments of :class:`~langchain_slm_router.router.SLMRouter` accepted by :class:`SLMRouterLLM`
+#: directly (``SLMRouterLLM(fallback=..., gate=...)`` builds the router).
+ROUTER_FIELDS = frozenset(SLMRouter.model_fields)
+
+_ROUTE_KWARGS = ("escalate", "fallback")
+_SKIPPED_BLOCKS = ("thinking", "cache", "cache_point")
+
+
+# ---------------------------------------------------------------------------------------------- conversion
+def _block_to_langchain(block: Any) -> dict[str, Any] | None:
+    """A LlamaIndex content block as a LangChain content block (``None``: nothing to send)."""
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ImageBlock):
+        if block.url is not None:
+            return {"type": "image_url", "image_url": {"url": str(block.url)}}
+        try:
+            data = block.resolve_image(as_base64=True).read().decode("ascii")
+        except Exception as exc:  # noqa: BLE001 - LlamaIndex raises several types for unreadable images
+            raise InvalidQueryError(f"Cannot read the image block: {exc}") from exc
+        mime = block.image_mimetype or "image/png"
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+    kind = getattr(block, "block_type", type(block).__name__)
+    if kind in _SKIPPED_BLOCKS:
+        return None
+    raise InvalidQueryError(
+        f"Content blocks of type {kind!r} are not supported by SLMRouterLLM; send text or image blocks."
+    )
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    blocks = [b for b in (_block_to_langchain(block) for block in message.blocks) if b is not None]
+    if all(b["type"] == "text" for b in blocks):
+        return "\n".join(b["text"] for b in blocks)
+    return blocks
+
+
+def to_langchain_messages(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
+    """Convert LlamaIndex chat messages to the LangChain messages the router reads.
+
+    Roles: ``system`` and ``developer`` become system messages, ``user`` human messages, ``assistant`` /
+    ``chatbot`` / ``model`` AI messages, ``tool`` / ``function`` tool messages (``tool_call_id`` from
+    ``additional_kwargs``). Text blocks are joined; image blocks become LangChain ``image_url`` blocks (such a
+    conversation goes to the fallback: the local stages read text only); thinking blocks are dropped; other
+    block types raise :class:`~langchain_slm_router.errors.InvalidQueryError`.
+    """
+    out: list[BaseMessage] = []
+    for message in messages:
+        if not isinstance(message, ChatMessage):
+            raise InvalidQueryError(
+                f"SLMRouterLLM.chat expects LlamaIndex ChatMessage objects, got {type(message).__name__}."
+            )
+        content = _content(message)
+        role = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
+        if role in ("system", "developer"):
+            out.append(SystemMessage(content=content))
+        elif role in ("assistant", "chatbot", "model"):
+            out.append(AIMessage(content=content))
+        elif role in ("tool", "function"):
+            call_id = message.additional_kwargs.get("tool_call_id") or message.additional_kwargs.get("name", "")
+            out.append(ToolMessage(content=content, tool_call_id=str(call_id)))
+        else:
+            out.append(HumanMessage(content=content))
+    return out
+
+
+def response_trace(result: RouteResult) -> dict[str, Any]:
+    """The trace dict for ``raw`` / ``additional_kwargs``; ``usage`` gains LlamaIndex's token-count keys."""
+    trace = result.trace()
+    usage = dict(trace.get("usage") or {})
+    prompt = usage.get("slm_input_tokens", 0) + usage.get("llm_input_tokens", 0)
+    completion = usage.get("slm_output_tokens", 0) + usage.get("llm_output_tokens", 0)
+    usage.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    trace["usage"] = usage
+    return trace
+
+
+# ---------------------------------------------------------------------------------------------- the LLM
+class SLMRouterLLM(LLM):
+    """The SLM router (sympy math engine, local SLM with confidence gate, large-model fallback) as a LlamaIndex LLM.
+
+    Every call goes through the wrapped :class:`~langchain_slm_router.router.SLMRouter`; the route trace is in the
+    responses' ``additional_kwargs`` and ``raw`` (see the module docs). Calls are decorated with LlamaIndex's
+    ``llm_chat_callback`` / ``llm_completion_callback``, so callback handlers (``LLM`` events) and
+    instrumentation event handlers (``LLMChatStartEvent``, ``LLMCompletionEndEvent``, ...) see each of them.
+
+    Args:
+        router: the router to wrap. When omitted, one is built from the other keyword arguments that are
+            :class:`SLMRouter` fields (``slm``, ``math_engine``, ``gate``, ``fallback``, ``on_fallback_error``,
+            ``fallback_retries``, ``max_query_chars``, ``on_slm_overflow``).
+        context_window: the window reported to LlamaIndex, in tokens; default
+            ``context_fraction * slm.max_input_tokens + num_output``, so that RAG prompts fit the SLM whole.
+        num_output: the answer length reported to LlamaIndex; default the SLM's ``max_new_tokens``.
+        context_fraction: share of the SLM's input budget offered to LlamaIndex's prompt packing.
+
+    Example:
+        .. code-block:: python
+
+            from llama_index.core import Settings
+            from llama_index_integration import SLMRouterLLM
+
+            Settings.llm = SLMRouterLLM()  # default fallback: ChatOllama(model="mistral")
+            response = Settings.llm.complete("What is 17 * 23 + 4?")
+            print(response.text, response.additional_kwargs["stage"])  # 395 math
+    """
+
+    router: SLMRouter = Field(
+        default_factory=SLMRouter, exclude=True, description="The wrapped core router (math, SLM, gate, fallback)."
+    )
+    context_window: int | None = Field(
+        default=None, gt=0, description="Context window reported to LlamaIndex (default: from the SLM's budget)."
+    )
+    num_output: int | None = Field(
+        default=None, gt=0, description="Answer tokens reported to LlamaIndex (default: the SLM's max_new_tokens)."
+    )
+    context_fraction: float = Field(
+        default=0.85, gt=0.0, le=1.0,
+        description="Share of the SLM's max_input_tokens offered to LlamaIndex (margin for tokenizer mismatch).",
+    )
+
+    def __init__(self, router: SLMRouter | None = None, **kwargs: Any) -> None:
+        router_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ROUTER_FIELDS}
+        if router is not None and router_kwargs:
+            raise ValueError(
+                f"Pass either router= or router fields ({', '.join(sorted(router_kwargs))}), not both."
+            )
+        if router is None:
+            router = SLMRouter(**router_kwargs)
+        super().__init__(router=router, **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SLMRouterLLM"
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Context window and answer length fitted to the SLM (see the module docs), chat model, no tools."""
+        slm = self.router.slm
+        num_output = self.num_output or (slm.max_new_tokens if slm is not None else 256)
+        if self.context_window is not None:
+            window = self.context_window
+        elif slm is not None:
+            window = int(slm.max_input_tokens * self.context_fraction) + num_output
+        else:
+            window = DEFAULT_CONTEXT_WINDOW
+        return LLMMetadata(
+            context_window=window,
+            num_output=num_output,
+            is_chat_model=True,
+            is_function_calling_model=False,
+            model_name=self.model_name,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """``slm-router(<slm>-><fallback>)``, e.g. ``slm-router(SmolLM2-135M-Instruct->mistral)``."""
+        from langchain_slm_router.fallback import fallback_name
+
+        slm = self.router.slm.model_name if self.router.slm is not None else "none"
+        fallback = fallback_name(self.router.fallback) if self.router.fallback is not None else "none"
+        return f"slm-router({slm}->{fallback})"
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The router's per-call options among LlamaIndex's keyword arguments (others are ignored)."""
+        return {k: kwargs[k] for k in _ROUTE_KWARGS if kwargs.get(k) is not None}
+
+    @staticmethod
+    def _prompt_messages(prompt: str) -> list[BaseMessage]:
+        return [HumanMessage(content=prompt)]
+
+    @staticmethod
+    def _chat_response(result: RouteResult) -> ChatResponse:
+        trace = response_trace(result)
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=result.answer),
+            raw=trace,
+            additional_kwargs=trace,
+        )
+
+    @staticmethod
+    def _completion_response(result: RouteResult) -> CompletionResponse:
+        trace = response_trace(result)
+        return CompletionResponse(text=result.answer, raw=trace, additional_kwargs=trace)
+
+    @staticmethod
+    def _chat_part(text: str, part: StreamPart) -> ChatResponse:
+        if part.result is None:
+            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=part.text)
+        trace = response_trace(part.result)
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=part.result.answer),
+            delta=part.text,
+            raw=trace,
+            additional_kwargs=trace,
+        )
+
+    @staticmethod
+    def _completion_part(text: str, part: StreamPart) -> CompletionResponse:
+        if part.result is None:
+            return CompletionResponse(text=text, delta=part.text)
+        trace = response_trace(part.result)
+        return CompletionResponse(text=part.result.answer, delta=part.text, raw=trace, additional_kwargs=trace)
+
+    # ------------------------------------------------------------------ chat
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Route a conversation; the answer's message is the assistant's, the trace is in ``raw``."""
+        result = self.router.route(to_langchain_messages(messages), **self._route_kwargs(kwargs))
+        return self._chat_response(result)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat` (the SLM runs in a worker thread, the fallback through ``ainvoke``)."""
+        result = await self.router.aroute(to_langchain_messages(messages), **self._route_kwargs(kwargs))
+        return self._chat_response(result)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream a conversation's answer.
+
+        Math answers and kept SLM answers are complete before the first response (the gate needs the whole SLM
+        answer to decide) and then arrive as word pieces; an escalated answer streams the fallback's tokens as
+        they come. The last response carries the trace.
+        """
+        lc_messages = to_langchain_messages(messages)
+        route_kwargs = self._route_kwargs(kwargs)
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            for part in self.router.stream(lc_messages, **route_kwargs):
+                text += part.text
+                if part.text or part.result is not None:
+                    yield self._chat_part(text, part)
+
+        return gen()
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
+        lc_messages = to_langchain_messages(messages)
+        route_kwargs = self._route_kwargs(kwargs)
+
+        async def gen() -> AsyncIterator[ChatResponse]:
+            text = ""
+            async for part in self.router.astream(lc_messages, **route_kwargs):
+                text += part.text
+                if part.text or part.result is not None:
+                    yield self._chat_part(text, part)
+
+        return gen()
+
+    # ------------------------------------------------------------------ completion
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Route a prompt (sent as one user message); the trace is in ``additional_kwargs`` and ``raw``."""
+        result = self.router.route(self._prompt_messages(prompt), **self._route_kwargs(kwargs))
+        return self._completion_response(result)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async :meth:`complete`."""
+        result = await self.router.aroute(self._prompt_messages(prompt), **self._route_kwargs(kwargs))
+        return self._completion_response(result)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Stream a prompt's answer (see :meth:`stream_chat` for what arrives when)."""
+        messages = self._prompt_messages(prompt)
+        route_kwargs = self._route_kwargs(kwargs)
+
+        def gen() -> Iterator[CompletionResponse]:
+            text = ""
+            for part in self.router.stream(messages, **route_kwargs):
+                text += part.text
+                if part.text or part.result is not None:
+                    yield self._completion_part(text, part)
+
+        return gen()
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
+        messages = self._prompt_messages(prompt)
+        route_kwargs = self._route_kwargs(kwargs)
+
+        async def gen() -> AsyncIterator[CompletionResponse]:
+            text = ""
+            async for part in self.router.astream(messages, **route_kwargs):
+                text += part.text
+                if part.text or part.result is not None:
+                    yield self._completion_part(text, part)
+
+        return gen()
+
+
+__all__ = ["ROUTER_FIELDS", "SLMRouterLLM", "response_trace", "to_langchain_messages"]
