@@ -266,13 +266,21 @@ class LocalSLM(BaseModel):
         return out
 
     def stream_text(self, messages: Sequence[ChatMessageDict]) -> Iterator[str]:
-        """Yield the answer's text as it is generated (no signals; used by the Ollama-protocol server)."""
-        from transformers import TextIteratorStreamer
+        """Yield the answer's text as it is generated (no signals; used by the Ollama-protocol server).
+
+        Closing the iterator early (a client that hangs up) stops the generation at the next token.
+        """
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         loaded = self.loaded
         ids, _ = self.encode(messages)
         streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        import torch
+        cancelled = threading.Event()
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return cancelled.is_set()
 
         def run() -> None:
             with loaded.lock, torch.inference_mode():
@@ -280,13 +288,22 @@ class LocalSLM(BaseModel):
                     input_ids=torch.tensor([ids]),
                     attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                     streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_Cancel()]),
                     **self._gen_kwargs(loaded),
                 )
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        finished = False
+        try:
+            yield from streamer
+            finished = True
+        finally:
+            if not finished:  # closed early: stop generating, and drain what is left so the thread can end
+                cancelled.set()
+                for _ in streamer:
+                    pass
+            thread.join()
 
     def _gen_kwargs(self, loaded: LoadedModel) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

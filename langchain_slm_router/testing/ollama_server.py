@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -38,6 +40,26 @@ def _now() -> str:
 
 def _base(name: str) -> str:
     return name if ":" in name else f"{name}:latest"
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """Clients that hang up mid-answer (timeouts, cancelled streams) are normal here, not errors to print."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def _client_gone(sock: socket.socket) -> bool:
+    """True when the client has closed its side of the connection."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 class _Fault:
@@ -58,7 +80,7 @@ class OllamaProtocolServer:
 
     def __init__(self, models: dict[str, LocalSLM] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.models = {_base(k): v for k, v in (models or {"smollm2": LocalSLM()}).items()}
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd = _QuietHTTPServer((host, port), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
         self._fault: _Fault | None = None
@@ -218,6 +240,8 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
                     return
                 if fault.kind == "slow":
                     time.sleep(fault.delay_s)
+                    if _client_gone(self.connection):  # the client timed out: don't tie up the model
+                        return
                 elif fault.kind == "http_error":
                     self._send_json(fault.status, {"error": f"injected fault: HTTP {fault.status}"})
                     return
@@ -251,18 +275,20 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/x-ndjson")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            pieces = 0
-            text = []
+            text: list[str] = []
             malformed = fault is not None and fault.kind == "malformed"
-            for piece in slm.stream_text(messages):
-                if not piece:
-                    continue
-                pieces += 1
-                text.append(piece)
-                self._chunk({"model": name, "created_at": _now(),
-                             "message": {"role": "assistant", "content": piece}, "done": False})
-                if malformed and pieces == 1:
-                    self._write_chunk(b'{"model": "' + name.encode() + b'", "message": {"role": "assist\n')
+            pieces = slm.stream_text(messages)
+            try:
+                for piece in pieces:
+                    if not piece:
+                        continue
+                    text.append(piece)
+                    self._chunk({"model": name, "created_at": _now(),
+                                 "message": {"role": "assistant", "content": piece}, "done": False})
+                    if malformed and len(text) == 1:  # a record cut in the middle, then the stream goes on
+                        self._write_chunk(b'{"model": "' + name.encode() + b'", "message": {"role": "assist\n')
+            finally:
+                pieces.close()  # stops the generation when the client hung up
             prompt_tokens = slm.count_tokens(messages)
             out_tokens = max(len(slm.loaded.tokenizer.encode("".join(text), add_special_tokens=False)), 1)
             self._chunk({"model": name, "created_at": _now(), "message": {"role": "assistant", "content": ""},
