@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import get_config_list
 from langchain_core.runnables.retry import RunnableRetry
 
 from langchain_slm_router.errors import (
@@ -191,7 +192,13 @@ def translate_error(exc: BaseException, fallback: Any) -> BaseException:
 
 
 class _TransientRetry(RunnableRetry):  # type: ignore[misc]
-    """LangChain's ``RunnableRetry`` that retries only failures :func:`is_transient` calls transient."""
+    """LangChain's ``RunnableRetry`` that retries only failures :func:`is_transient` calls transient.
+
+    ``invoke``/``stream`` use LangChain's tenacity loop unchanged. Batches are retried item by item: LangChain's
+    own batch retry decides on the first failure of the batch alone, so one permanent error there would fail the
+    whole batch; here each query's own error decides whether that query is retried, and a failed query fails
+    alone.
+    """
 
     @property
     def _kwargs_retrying(self) -> dict[str, Any]:
@@ -200,6 +207,58 @@ class _TransientRetry(RunnableRetry):  # type: ignore[misc]
         kwargs = dict(super()._kwargs_retrying)
         kwargs["retry"] = retry_if_exception(is_transient)
         return kwargs
+
+    def _wait_s(self, attempt: int) -> float:
+        import random
+
+        params = self.exponential_jitter_params or {}
+        initial, top = float(params.get("initial", 0.25)), float(params.get("max", 2.0))
+        return min(top, initial * 2**attempt) + random.uniform(0, float(params.get("jitter", 0.0)))
+
+    def _batch_pending(self, results: list[Any]) -> list[int]:
+        return [i for i, r in enumerate(results) if isinstance(r, Exception) and is_transient(r)]
+
+    def batch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
+              **kwargs: Any) -> list[Any]:
+        import time
+
+        configs = get_config_list(config, len(inputs))
+        results: list[Any] = self.bound.batch(inputs, configs, return_exceptions=True, **kwargs)
+        for attempt in range(1, self.max_attempt_number):
+            pending = self._batch_pending(results)
+            if not pending:
+                break
+            time.sleep(self._wait_s(attempt - 1))
+            again = self.bound.batch([inputs[i] for i in pending], [configs[i] for i in pending],
+                                     return_exceptions=True, **kwargs)
+            for i, r in zip(pending, again):
+                results[i] = r
+        return _finish_batch(results, return_exceptions)
+
+    async def abatch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
+                     **kwargs: Any) -> list[Any]:
+        import asyncio
+
+        configs = get_config_list(config, len(inputs))
+        results: list[Any] = await self.bound.abatch(inputs, configs, return_exceptions=True, **kwargs)
+        for attempt in range(1, self.max_attempt_number):
+            pending = self._batch_pending(results)
+            if not pending:
+                break
+            await asyncio.sleep(self._wait_s(attempt - 1))
+            again = await self.bound.abatch([inputs[i] for i in pending], [configs[i] for i in pending],
+                                            return_exceptions=True, **kwargs)
+            for i, r in zip(pending, again):
+                results[i] = r
+        return _finish_batch(results, return_exceptions)
+
+
+def _finish_batch(results: list[Any], return_exceptions: bool) -> list[Any]:
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+    return results
 
 
 def with_fallback_retry(fallback: Any, attempts: int, *, initial_wait: float = 0.25, max_wait: float = 2.0) -> Any:
