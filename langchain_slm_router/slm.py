@@ -343,7 +343,8 @@ class LocalSLM(BaseModel):
         logits = torch.stack(result.logits, dim=1).float()  # (batch, steps, vocab)
         logp = torch.log_softmax(logits, dim=-1)
         chosen = logp.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (batch, steps)
-        entropy = -(logp.exp() * logp).sum(-1).clamp_min(0.0)
+        # entr(p) = -p log p, and 0 where p == 0 (masked logits would give 0 * -inf = nan otherwise)
+        entropy = torch.special.entr(logp.exp()).sum(-1).clamp_min(0.0)
         stops = {tok.eos_token_id, pad}
         out = []
         for row, (ids, truncated) in enumerate(batch):
