@@ -70,12 +70,19 @@ def default_fallback(
 
     Creating it does not contact the server; the first call does.
     """
+    import httpx
     from langchain_ollama import ChatOllama
 
     client_kwargs = dict(kwargs.pop("client_kwargs", None) or {})
     if timeout is not None:
         client_kwargs.setdefault("timeout", timeout)
-    return ChatOllama(model=model, base_url=ollama_base_url(base_url), client_kwargs=client_kwargs, **kwargs)
+    # No pooled keep-alive connections on the async client: a pooled connection stays bound to the event loop
+    # that opened it, so the next asyncio.run() (LlamaIndex's sync wrappers start one per call) would fail with
+    # "Event loop is closed".
+    async_kwargs = dict(kwargs.pop("async_client_kwargs", None) or {})
+    async_kwargs.setdefault("limits", httpx.Limits(max_keepalive_connections=0))
+    return ChatOllama(model=model, base_url=ollama_base_url(base_url), client_kwargs=client_kwargs,
+                      async_client_kwargs=async_kwargs, **kwargs)
 
 
 def _unwrap(fallback: Any) -> Any:
