@@ -18,9 +18,10 @@ Where the trace is:
 RAG prompts and the SLM's context window
 ----------------------------------------
 The SLM reads at most ``LocalSLM.max_input_tokens`` prompt tokens (1,536 by default). :attr:`SLMRouterLLM.metadata`
-reports a ``context_window`` of ``context_fraction * max_input_tokens + num_output`` tokens (``context_fraction``
-0.85 by default: LlamaIndex counts tokens with its own tokenizer, tiktoken, which on English text counts up to
-~11% fewer tokens than SmolLM2's; the chat template adds a few more). LlamaIndex's prompt helper packs the
+reports a ``context_window`` of ``context_fraction * (max_input_tokens - 32) + num_output`` tokens: 32 tokens are
+kept for the SLM's chat template (role markers), and ``context_fraction`` (0.85 by default) is the margin for
+LlamaIndex counting tokens with its own tokenizer, tiktoken, which on English text counts up to ~11% fewer tokens
+than SmolLM2's. LlamaIndex's prompt helper packs the
 retrieved context into that budget, and its response synthesizers (``compact``, ``refine``, ``tree_summarize``)
 split context that does not fit over several LLM calls, so the QA prompts that reach the router fit the SLM whole:
 nothing is cut.
@@ -77,6 +78,8 @@ from langchain_slm_router.trace import RouteResult
 ROUTER_FIELDS = frozenset(SLMRouter.model_fields)
 
 _ROUTE_KWARGS = ("escalate", "fallback")
+#: Prompt tokens kept back for the SLM's chat template (role markers, default system prompt's wrapping).
+CHAT_TEMPLATE_TOKENS = 32
 _SKIPPED_BLOCKS = ("thinking", "cache", "cache_point")
 
 
@@ -163,7 +166,7 @@ class SLMRouterLLM(LLM):
             :class:`SLMRouter` fields (``slm``, ``math_engine``, ``gate``, ``fallback``, ``on_fallback_error``,
             ``fallback_retries``, ``max_query_chars``, ``on_slm_overflow``).
         context_window: the window reported to LlamaIndex, in tokens; default
-            ``context_fraction * slm.max_input_tokens + num_output``, so that RAG prompts fit the SLM whole.
+            ``context_fraction * (slm.max_input_tokens - 32) + num_output``, so that RAG prompts fit the SLM whole.
         num_output: the answer length reported to LlamaIndex; default the SLM's ``max_new_tokens``.
         context_fraction: share of the SLM's input budget offered to LlamaIndex's prompt packing.
 
@@ -215,7 +218,8 @@ class SLMRouterLLM(LLM):
         if self.context_window is not None:
             window = self.context_window
         elif slm is not None:
-            window = int(slm.max_input_tokens * self.context_fraction) + num_output
+            budget = max(slm.max_input_tokens - CHAT_TEMPLATE_TOKENS, 1)
+            window = max(int(budget * self.context_fraction), 1) + num_output
         else:
             window = DEFAULT_CONTEXT_WINDOW
         return LLMMetadata(
@@ -372,4 +376,4 @@ class SLMRouterLLM(LLM):
         return gen()
 
 
-__all__ = ["ROUTER_FIELDS", "SLMRouterLLM", "response_trace", "to_langchain_messages"]
+__all__ = ["CHAT_TEMPLATE_TOKENS", "ROUTER_FIELDS", "SLMRouterLLM", "response_trace", "to_langchain_messages"]
