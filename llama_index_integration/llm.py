@@ -47,6 +47,7 @@ LangChain chat model for this call) to any method.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -63,6 +64,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
     TextBlock,
+    ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
@@ -80,7 +82,7 @@ ROUTER_FIELDS = frozenset(SLMRouter.model_fields)
 _ROUTE_KWARGS = ("escalate", "fallback")
 #: Prompt tokens kept back for the SLM's chat template (role markers, default system prompt's wrapping).
 CHAT_TEMPLATE_TOKENS = 32
-_SKIPPED_BLOCKS = ("thinking", "cache", "cache_point")
+_SKIPPED_BLOCKS = ("thinking", "cache", "tool_call")  # tool calls are read apart, see _tool_calls
 
 
 # ---------------------------------------------------------------------------------------------- conversion
@@ -105,6 +107,23 @@ def _block_to_langchain(block: Any) -> dict[str, Any] | None:
     )
 
 
+def _tool_calls(message: ChatMessage) -> list[dict[str, Any]]:
+    """An assistant message's tool calls (``ToolCallBlock`` blocks) as LangChain tool calls."""
+    calls = []
+    for i, block in enumerate(message.blocks):
+        if isinstance(block, ToolCallBlock):
+            args = block.tool_kwargs
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args) if args.strip() else {}
+                except json.JSONDecodeError:
+                    args = {"input": args}
+            args = args if isinstance(args, dict) else {"input": args}
+            calls.append({"name": block.tool_name, "args": args, "id": block.tool_call_id or f"call_{i}",
+                          "type": "tool_call"})
+    return calls
+
+
 def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
     blocks = [b for b in (_block_to_langchain(block) for block in message.blocks) if b is not None]
     if all(b["type"] == "text" for b in blocks):
@@ -118,8 +137,9 @@ def to_langchain_messages(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
     Roles: ``system`` and ``developer`` become system messages, ``user`` human messages, ``assistant`` /
     ``chatbot`` / ``model`` AI messages, ``tool`` / ``function`` tool messages (``tool_call_id`` from
     ``additional_kwargs``). Text blocks are joined; image blocks become LangChain ``image_url`` blocks (such a
-    conversation goes to the fallback: the local stages read text only); thinking blocks are dropped; other
-    block types raise :class:`~langchain_slm_router.errors.InvalidQueryError`.
+    conversation goes to the fallback: the local stages read text only); an assistant's ``ToolCallBlock`` blocks
+    become its ``tool_calls`` (tool traffic also goes to the fallback); thinking blocks are dropped; other block
+    types raise :class:`~langchain_slm_router.errors.InvalidQueryError`.
     """
     out: list[BaseMessage] = []
     for message in messages:
@@ -132,7 +152,7 @@ def to_langchain_messages(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
         if role in ("system", "developer"):
             out.append(SystemMessage(content=content))
         elif role in ("assistant", "chatbot", "model"):
-            out.append(AIMessage(content=content))
+            out.append(AIMessage(content=content, tool_calls=_tool_calls(message)))
         elif role in ("tool", "function"):
             call_id = message.additional_kwargs.get("tool_call_id") or message.additional_kwargs.get("name", "")
             out.append(ToolMessage(content=content, tool_call_id=str(call_id)))

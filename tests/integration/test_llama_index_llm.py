@@ -270,10 +270,10 @@ class ScriptedReActLLM(CustomLLM):
         last_user = prompt.rsplit("user: ", 1)[-1]  # the default messages_to_prompt: "role: content" lines
         if last_user.startswith("Observation:"):  # the tool answered: report its output
             observation = last_user.removeprefix("Observation:").split("\nassistant:", 1)[0].strip()
-            return CompletionResponse(text=f"Thought: I can answer without using any more tools.\nAnswer: {observation}")
-        return CompletionResponse(
-            text=f"Thought: I need to use a tool.\nAction: {self.action}\nAction Input: {json.dumps(self.action_input)}"
-        )
+            text = f"Thought: I can answer without using any more tools.\nAnswer: {observation}"
+            return CompletionResponse(text=text)
+        action = json.dumps(self.action_input)
+        return CompletionResponse(text=f"Thought: I need to use a tool.\nAction: {self.action}\nAction Input: {action}")
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         response = self.complete(prompt)
@@ -304,7 +304,8 @@ async def test_router_and_rag_engine_as_agent_tools(llm, index) -> None:
     engine_tool = QueryEngineTool.from_defaults(index.as_query_engine(llm=llm, similarity_top_k=1),
                                                 name="local_docs", description="Facts about local places.")
     answer, calls = await _run_tool_agent(
-        engine_tool, ScriptedReActLLM(action="local_docs", action_input={"input": "When did Mount Kessel last erupt?"}),
+        engine_tool,
+        ScriptedReActLLM(action="local_docs", action_input={"input": "When did Mount Kessel last erupt?"}),
         "When did Mount Kessel last erupt?")
     (call,) = calls
     rag = call.tool_output.raw_output  # the query engine's Response, answered by the router

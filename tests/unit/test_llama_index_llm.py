@@ -13,6 +13,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     TextBlock,
     ThinkingBlock,
+    ToolCallBlock,
 )
 from llama_index.core.llms import LLM
 
@@ -66,6 +67,23 @@ def test_image_blocks_become_image_content_and_go_to_the_fallback() -> None:
     assert not Conversation(msgs).local_ok  # the local stages cannot read images
     by_url = to_langchain_messages([ChatMessage(role="user", blocks=[ImageBlock(url="https://example.com/a.png")])])
     assert by_url[0].content == [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+
+
+def test_tool_calls_and_results_become_langchain_tool_traffic() -> None:
+    msgs = to_langchain_messages([
+        ChatMessage(role="user", content="What is 2 + 2?"),
+        ChatMessage(role="assistant", blocks=[ToolCallBlock(tool_call_id="c1", tool_name="math_engine",
+                                                            tool_kwargs={"question": "2 + 2"})]),
+        ChatMessage(role="tool", content="4", additional_kwargs={"tool_call_id": "c1"}),
+        ChatMessage(role="user", content="So?"),
+    ])
+    assert msgs[1].tool_calls == [{"name": "math_engine", "args": {"question": "2 + 2"}, "id": "c1",
+                                   "type": "tool_call"}]
+    assert msgs[2].tool_call_id == "c1"
+    assert not Conversation(msgs).local_ok  # tool traffic goes to the fallback
+    (raw,) = to_langchain_messages([ChatMessage(role="assistant", blocks=[
+        ToolCallBlock(tool_name="f", tool_kwargs='{"x": 1}')])])
+    assert raw.tool_calls[0]["args"] == {"x": 1} and raw.tool_calls[0]["id"] == "call_0"
 
 
 def test_unsupported_input_raises_typed_errors() -> None:
