@@ -140,8 +140,8 @@ class ChatSLMRouter(BaseChatModel):
     """The SLM's sampling temperature (0 = greedy); ``None`` keeps the SLM's setting."""
     stop: list[str] | None = None
     """Default stop sequences."""
-    streaming: bool = False
-    """Whether ``invoke`` streams internally (LangChain's standard flag)."""
+    streaming: bool | None = None
+    """``True``: ``invoke`` streams internally (LangChain's standard flag); ``False`` disables streaming."""
 
     @model_validator(mode="before")
     @classmethod
