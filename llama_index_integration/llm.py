@@ -40,9 +40,10 @@ lower them by itself; it only matters through the answer the model writes.
 Tools and structured output
 ---------------------------
 The SLM cannot call tools, so ``is_function_calling_model`` is ``False``: LlamaIndex agents use the router through
-the ReAct text protocol (``ReActAgent``), and structured output goes through LlamaIndex's text-completion
-programs. To send a call straight to the fallback, pass ``escalate="reason"`` (and optionally ``fallback=`` another
-LangChain chat model for this call) to any method.
+the ReAct text protocol (``ReActAgent``). Structured output (``structured_predict`` and its async and streaming
+forms, hence ``as_structured_llm`` and LlamaIndex's text-completion programs run through them) is sent to the
+fallback: a 135M model rarely writes valid JSON for a schema. To send any other call straight to the fallback,
+pass ``escalate="reason"`` (and optionally ``fallback=`` another LangChain chat model for this call).
 """
 
 from __future__ import annotations
@@ -301,6 +302,41 @@ class SLMRouterLLM(LLM):
             return CompletionResponse(text=text, delta=part.text)
         trace = response_trace(part.result)
         return CompletionResponse(text=part.result.answer, delta=part.text, raw=trace, additional_kwargs=trace)
+
+    # ------------------------------------------------------------------ structured output
+    @staticmethod
+    def _escalated(llm_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+        return {"escalate": "structured output", **(llm_kwargs or {})}
+
+    def structured_predict(
+        self, output_cls: Any, prompt: Any, llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any
+    ) -> Any:
+        """LlamaIndex's ``structured_predict``, answered by the fallback (the SLM cannot follow a JSON schema)."""
+        return super().structured_predict(output_cls, prompt, llm_kwargs=self._escalated(llm_kwargs), **prompt_args)
+
+    async def astructured_predict(
+        self, output_cls: Any, prompt: Any, llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any
+    ) -> Any:
+        """Async :meth:`structured_predict` (answered by the fallback)."""
+        return await super().astructured_predict(
+            output_cls, prompt, llm_kwargs=self._escalated(llm_kwargs), **prompt_args
+        )
+
+    def stream_structured_predict(
+        self, output_cls: Any, prompt: Any, llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any
+    ) -> Any:
+        """Streaming :meth:`structured_predict` (answered by the fallback)."""
+        return super().stream_structured_predict(
+            output_cls, prompt, llm_kwargs=self._escalated(llm_kwargs), **prompt_args
+        )
+
+    async def astream_structured_predict(
+        self, output_cls: Any, prompt: Any, llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any
+    ) -> Any:
+        """Async streaming :meth:`structured_predict` (answered by the fallback)."""
+        return await super().astream_structured_predict(
+            output_cls, prompt, llm_kwargs=self._escalated(llm_kwargs), **prompt_args
+        )
 
     # ------------------------------------------------------------------ chat
     @llm_chat_callback()

@@ -168,6 +168,27 @@ async def test_async_methods(llm, events) -> None:
     assert len(events.of(LLMChatEndEvent)) == 2 and len(events.of(LLMCompletionEndEvent)) == 2
 
 
+def test_structured_predict_goes_to_the_fallback(llm, events) -> None:
+    from pydantic import BaseModel, ValidationError
+    from llama_index.core.prompts import PromptTemplate
+
+    class City(BaseModel):
+        """A city and its country."""
+
+        name: str
+        country: str
+
+    try:  # the test server's 135M fallback rarely writes valid JSON; a real large model does
+        city = llm.structured_predict(City, PromptTemplate("Name the capital city of {country}."), country="France")
+        assert isinstance(city, City)
+    except (ValidationError, ValueError):
+        pass
+    (end,) = events.of(LLMChatEndEvent)
+    assert end.response.raw["stage"] == "llm" and end.response.raw["reason"] == "sent to the fallback: structured output"
+    assert end.response.raw["signals"] is None  # the SLM did not run
+    assert "France" in events.of(LLMChatStartEvent)[0].messages[-1].content
+
+
 # ---------------------------------------------------------------------------------------------- RAG prompts
 def test_rag_prompts_fit_the_slm_window_or_escalate(slm, fallback, index, events) -> None:
     """A small SLM window: LlamaIndex packs retrieved context into several calls that each fit it whole."""

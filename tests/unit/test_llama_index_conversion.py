@@ -134,6 +134,11 @@ def test_response_trace_has_llama_index_token_keys() -> None:
     assert get_tokens_from_response(CompletionResponse(text="Paris", raw=trace)) == (58, 8)
 
 
+def test_structured_output_is_escalated_unless_the_caller_says_otherwise() -> None:
+    assert SLMRouterLLM._escalated(None) == {"escalate": "structured output"}
+    assert SLMRouterLLM._escalated({"escalate": "json", "fallback": "x"}) == {"escalate": "json", "fallback": "x"}
+
+
 def test_only_router_options_are_passed_per_call() -> None:
     assert SLMRouterLLM._route_kwargs({"formatted": True, "escalate": "tools", "fallback": None, "x": 1}) == {
         "escalate": "tools"
