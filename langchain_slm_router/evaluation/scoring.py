@@ -115,10 +115,10 @@ def max_over(metric, prediction: str, truths: Iterable[str]) -> float:  # type: 
 
 
 def clean_reply(reply: str) -> str:
-    """The first line of a reply without a leading ``Answer:`` label or wrapping quotes."""
+    """The first line of a reply without a leading ``Answer:`` / ``The answer is`` label or wrapping quotes."""
     text = reply.strip()
     text = text.split("\n", 1)[0].strip() if text else text
-    text = re.sub(r"^(final answer|answer|a)\s*[:\-]\s*", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"^(the\s+)?(final\s+)?answer(\s+is)?\s*[:\-]?\s+|^a\s*:\s*", "", text, flags=re.IGNORECASE)
     return text.strip().strip("\"'`").strip()
 
 

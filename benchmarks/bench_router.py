@@ -1,0 +1,53 @@
+"""The routing benchmark of docs/benchmarks.md: `slm-router eval` with the settings of the documented run.
+
+Usage::
+
+    python benchmarks/fetch_llm_weights.py        # once: the local LLM (Qwen2.5-Coder-0.5B-Instruct GGUF)
+    python benchmarks/bench_router.py             # the documented local run (about 45 min on 2 busy cores)
+    python benchmarks/bench_router.py --base-url http://localhost:11434 --llm-model mistral   # real Ollama
+
+Without ``--base-url`` the LLM is served in-process by the project's Ollama-protocol server (so the timed path is
+the real ``ChatOllama`` HTTP client), backed by the fetched Qwen weights, or by SmolLM2 itself when they are
+missing (then always-LLM and always-SLM are the same model and the quality gap is about zero). Any other
+``slm-router eval`` option can be added and overrides the preset (e.g. ``--limit 10`` for a quick look).
+Outputs go to ``bench_out/local`` (``report.md``, ``results.json``, one PNG per data set).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from langchain_slm_router.cli import main  # noqa: E402
+
+QWEN = REPO / ".slm_router_cache" / "models" / "qwen2.5-coder-0.5b-instruct.gguf"
+
+PRESET = [
+    "eval", "--datasets", "squad_v2,nq_open,math,gsm8k,mixed",
+    "--limit", "50", "--calib-limit", "30",
+    "--dataset-limit", "math=30,gsm8k=8,mixed=40", "--calib-dataset-limit", "math=20,gsm8k=6,mixed=30",
+    "--seed", "0", "--target-llm-share", "0.3", "--live-router", "mixed", "--torch-threads", "1",
+    "--out", str(REPO / "bench_out" / "local"),
+]
+
+
+def build_args(extra: list[str]) -> list[str]:
+    args = list(PRESET)
+    if "--target-quality" in extra:  # the two targets exclude each other
+        i = args.index("--target-llm-share")
+        del args[i : i + 2]
+    if "--base-url" not in extra and "--llm-gguf" not in extra:
+        if QWEN.is_file():
+            args += ["--llm-gguf", str(QWEN), "--llm-model", "qwen2.5-coder:0.5b"]
+        else:
+            print(f"note: {QWEN} not found (run benchmarks/fetch_llm_weights.py); the local LLM is SmolLM2 "
+                  "itself, so always-LLM equals always-SLM in quality", file=sys.stderr)
+    # later options win in argparse, except for the repeatable ones, which accumulate (later entries win)
+    return args + extra
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(build_args(sys.argv[1:])))
