@@ -8,8 +8,13 @@
   answers a self-contained question. The tool message's ``artifact`` is the route trace (stage, signals,
   threshold, latencies, fallback model), so an agent's trace shows which component answered.
 
-``ChatSLMRouter.as_tool(...)`` (LangChain's generic ``Runnable.as_tool``) works too; these helpers add the
-descriptions an agent's model needs, a one-field argument schema, and the trace as artifact.
+LangChain's generic ``Runnable.as_tool`` works too, on a chain that takes a typed field (a chat model's own input
+type is a union that ``as_tool`` cannot turn into arguments)::
+
+    (itemgetter("question") | router | StrOutputParser()).as_tool(
+        name="ask_router", description="...", arg_types={"question": str})
+
+these helpers add the descriptions an agent's model needs, a one-field argument schema, and the trace as artifact.
 """
 
 from __future__ import annotations
