@@ -120,6 +120,17 @@ def test_escalated_answer_is_the_fallbacks_with_both_models_tokens(llm, fallback
     assert usage["llm_output_tokens"] > 0 and usage["slm_output_tokens"] > 0
 
 
+def test_stop_sequences_cut_the_slm_answer(llm) -> None:
+    full = llm.invoke(QUESTION, config=KEEP)
+    words = full.content.split()
+    assert len(words) > 2
+    stop = " " + words[2]
+    cut = llm.invoke(QUESTION, config=KEEP, stop=[stop])
+    assert cut.response_metadata["stage"] == "slm"
+    assert cut.content == full.content[: full.content.index(stop)]
+    assert cut.response_metadata["route"]["slm_answer"] == full.content  # the trace keeps the whole draft
+
+
 def test_configurable_gate_policy(llm) -> None:
     """A gate allowing at most one answer token escalates every real answer; the trace names the failed check."""
     msg = llm.invoke("Name a primary colour.", config={"configurable": {
@@ -140,7 +151,7 @@ def test_stream_local_answer_arrives_complete_then_in_pieces(llm) -> None:
     assert chunks[-1].chunk_position == "last"
     assert full.response_metadata["stage"] == "slm"
     assert full.content == full.response_metadata["route"]["slm_answer"]
-    assert len(text_chunks) == len(full.content.split())  # word pieces
+    assert len(text_chunks) == len([w for w in full.content.split(" ") if w])  # word pieces
     assert full.usage_metadata["output_tokens"] == full.response_metadata["route"]["signals"]["length"]
 
 
