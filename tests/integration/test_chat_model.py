@@ -18,7 +18,7 @@ from langchain_ollama import ChatOllama
 from pydantic import BaseModel
 
 from langchain_slm_router import ChatSLMRouter, GatePolicy
-from langchain_slm_router.errors import EmptyQueryError
+from langchain_slm_router.errors import EmptyQueryError, FallbackUnavailableError
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +220,24 @@ def test_with_structured_output_is_the_fallbacks(router, fallback) -> None:
     assert set(ours) == {"raw", "parsed", "parsing_error"}
     assert ours["raw"].content == own["raw"].content
     assert ours["parsed"] == own["parsed"]
+
+
+def test_fallback_down_is_a_typed_error_or_a_marked_slm_answer(slm) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    down = ChatOllama(model="smollm2", base_url=f"http://127.0.0.1:{port}", num_predict=8)
+    strict = ChatSLMRouter(slm=slm, fallback=down, threshold=1.0, max_tokens=8, fallback_retries=0)
+    with pytest.raises(FallbackUnavailableError, match="ollama serve"):
+        strict.invoke(QUESTION)
+    lenient = ChatSLMRouter(slm=slm, fallback=down, threshold=1.0, max_tokens=8, fallback_retries=0,
+                            on_fallback_error="return_slm")
+    chunks = list(lenient.stream(QUESTION))
+    full = chunks[0]
+    for c in chunks[1:]:
+        full = full + c
+    route = full.response_metadata["route"]
+    assert full.response_metadata["stage"] == "slm" and route["low_confidence"] and route["fallback_tried"]
+    assert full.content == route["slm_answer"] and route["fallback_error"]
