@@ -29,6 +29,8 @@ from langchain_slm_router.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.chat_model import ChatSLMRouter
+    from langchain_slm_router.embeddings import MiniLMEmbeddings
+    from langchain_slm_router.tools import make_math_tool, make_router_tool, math_tool
     from langchain_slm_router.fallback import default_fallback
     from langchain_slm_router.gate import GateDecision, GatePolicy
     from langchain_slm_router.math_engine import MathAnswer, MathEngine
@@ -40,6 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {
     "ChatSLMRouter": "chat_model",
     "default_fallback": "fallback",
+    "MiniLMEmbeddings": "embeddings",
+    "make_math_tool": "tools",
+    "make_router_tool": "tools",
+    "math_tool": "tools",
     "GateDecision": "gate",
     "GatePolicy": "gate",
     "MathAnswer": "math_engine",
