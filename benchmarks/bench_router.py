@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/fetch_llm_weights.py        # once: the local LLM (Qwen2.5-Coder-0.5B-Instruct GGUF)
-    python benchmarks/bench_router.py             # the documented local run (about 45 min on 2 busy cores)
+    python benchmarks/bench_router.py             # the documented local run (about 1 h on 2 busy cores)
     python benchmarks/bench_router.py --base-url http://localhost:11434 --llm-model mistral   # real Ollama
 
 Without ``--base-url`` the LLM is served in-process by the project's Ollama-protocol server (so the timed path is
@@ -27,8 +27,8 @@ QWEN = REPO / ".slm_router_cache" / "models" / "qwen2.5-coder-0.5b-instruct.gguf
 
 PRESET = [
     "eval", "--datasets", "squad_v2,nq_open,math,gsm8k,mixed",
-    "--limit", "50", "--calib-limit", "30",
-    "--dataset-limit", "math=30,gsm8k=8,mixed=40", "--calib-dataset-limit", "math=20,gsm8k=6,mixed=30",
+    "--limit", "80", "--calib-limit", "40",
+    "--dataset-limit", "math=50,gsm8k=16,mixed=60", "--calib-dataset-limit", "math=30,gsm8k=12,mixed=50",
     "--seed", "0", "--target-llm-share", "0.3", "--live-router", "mixed", "--torch-threads", "1",
     "--out", str(REPO / "bench_out" / "local"),
 ]

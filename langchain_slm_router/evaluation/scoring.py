@@ -177,13 +177,15 @@ def gsm8k_reference(answer_field: str) -> str:
 
 
 def final_number(reply: str) -> str | None:
-    """The reply's final number: after ``####``, else after the last ``answer is``/``Answer:``, else the last one."""
-    for marker in (r"####", r"answer\s*(?:is|:)", r"=\s*\$?"):
+    """The reply's final number: the last number on the line after the last ``####`` / ``answer is`` /
+    ``Answer:``, else the reply's last number."""
+    for marker in (r"####", r"answer\s*(?:is|:)"):
         parts = re.split(marker, reply, flags=re.IGNORECASE)
         if len(parts) > 1:
-            found = _NUMBER.findall(parts[-1])
-            if found:
-                return found[0].replace(",", "")
+            line = parts[-1].strip().split("\n", 1)[0]
+            found = _NUMBER.findall(line)
+            if found:  # "Answer: 15 - 3 = 12" -> 12
+                return found[-1].replace(",", "").rstrip(".")
     found = _NUMBER.findall(reply)
     return found[-1].replace(",", "").rstrip(".") if found else None
 

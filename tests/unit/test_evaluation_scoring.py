@@ -85,6 +85,7 @@ def test_gsm8k_final_number() -> None:
     assert final_number("9 eggs at $2 each: 9*2 = 18 dollars.\nAnswer: 18") == "18"
     assert final_number("She makes 18 dollars, then 20 more, total 38") == "38"
     assert final_number("#### 1,234") == "1234"
+    assert final_number("Answer: 15 - 42,000 = -27,500") == "-27500"  # last number of the answer line
     assert final_number("no digits") is None
     assert gsm8k_score("The total is 72.", "72").correct
     assert gsm8k_score("Answer: $18.00", "18").correct
