@@ -81,7 +81,8 @@ def write_json(path: Path, summaries: Sequence[DatasetSummary], records: dict[st
 
 
 def plot(summary: DatasetSummary, path: Path, title: str | None = None) -> Path:
-    """Quality vs % LLM calls across thresholds, with always-SLM, always-LLM, oracle and the router points."""
+    """Quality vs % LLM calls across thresholds, with always-SLM, always-LLM, oracle and the router points, and
+    the line of random escalation (a gate whose curve is not above it carries no information)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,6 +92,10 @@ def plot(summary: DatasetSummary, path: Path, title: str | None = None) -> Path:
     curve = sorted(summary.curve, key=lambda p: (p["llm_share"], p["quality"]))
     ax.plot([100 * p["llm_share"] for p in curve], [100 * p["quality"] for p in curve], "-", color="#4c72b0",
             lw=1.6, label="router, threshold sweep")
+    if len(curve) >= 2:  # escalating a random subset of the gated questions: the line between the sweep's ends
+        lo, hi = curve[0], curve[-1]
+        ax.plot([100 * lo["llm_share"], 100 * hi["llm_share"]], [100 * lo["quality"], 100 * hi["quality"]], "--",
+                color="#999999", lw=1.0, label="random escalation")
     marks = {"always-SLM": ("s", "#55a868"), "always-LLM": ("D", "#c44e52"), "oracle": ("*", "#8172b2"),
              "router@seed": ("o", "#dd8452"), "router@calibrated": ("^", "#937860"), "router@given": ("^", "#937860")}
     for m in summary.systems:
