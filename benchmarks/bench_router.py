@@ -9,7 +9,8 @@ Usage::
 Without ``--base-url`` the LLM is served in-process by the project's Ollama-protocol server (so the timed path is
 the real ``ChatOllama`` HTTP client), backed by the fetched Qwen weights, or by SmolLM2 itself when they are
 missing (then always-LLM and always-SLM are the same model and the quality gap is about zero). Any other
-``slm-router eval`` option can be added and overrides the preset (e.g. ``--limit 10`` for a quick look).
+``slm-router eval`` option can be added and overrides the preset (e.g. ``--limit 10 --dataset-limit
+math=10,gsm8k=4,mixed=10`` for a quick look: the preset's per-data-set limits stay unless overridden too).
 Outputs go to ``bench_out/local`` (``report.md``, ``results.json``, one PNG per data set).
 """
 

@@ -17,7 +17,6 @@ backed by a local model (``--llm-gguf``, default: the SLM's own weights), so the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
