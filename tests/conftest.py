@@ -39,10 +39,14 @@ def ollama_base_url(ollama_server) -> str:
 
 @pytest.fixture(scope="session")
 def fallback_llm(ollama_base_url: str):
-    """The real ChatOllama client, talking to the test server."""
-    from langchain_ollama import ChatOllama
+    """The real ChatOllama client, talking to the test server, built as the router builds its default.
 
-    return ChatOllama(model=FALLBACK_MODEL, base_url=ollama_base_url, num_predict=48, temperature=0)
+    ``default_fallback`` keeps no idle async connections, so one client serves tests running on different event
+    loops (pytest-asyncio's loop, and the ``asyncio.run`` that LlamaIndex's sync wrappers start).
+    """
+    from langchain_slm_router.fallback import default_fallback
+
+    return default_fallback(FALLBACK_MODEL, ollama_base_url, num_predict=48, temperature=0)
 
 
 @pytest.fixture(scope="session")
