@@ -58,7 +58,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_CACHE: dict[tuple[str, str | None, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, str | None, str, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -96,7 +96,8 @@ def _resolve(model: str | os.PathLike[str] | None, gguf_file: str | None) -> tup
 
 
 def load_model(
-    model: str | os.PathLike[str] | None = None, gguf_file: str | None = None, dtype: str = "float32"
+    model: str | os.PathLike[str] | None = None, gguf_file: str | None = None, dtype: str = "float32",
+    device: str = "cpu",
 ) -> LoadedModel:
     """Load (or return the already loaded) model and tokenizer.
 
@@ -105,7 +106,7 @@ def load_model(
             the message names the path and the fix.
     """
     source, gguf, name = _resolve(model, gguf_file)
-    key = (source, gguf, dtype)
+    key = (source, gguf, dtype, device)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -117,6 +118,7 @@ def load_model(
 
             hf_logging.disable_progress_bar()
             _quiet_gguf_progress()
+            _check_device(torch, device)
             kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             lm = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
@@ -134,6 +136,14 @@ def load_model(
                 f"transformers supports (llama, mistral, qwen2, ...). {INSTALL_HINT}"
             ) from exc
         lm.eval()
+        if device != "cpu":
+            try:
+                lm.to(device)
+            except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/AssertionError/ValueError here
+                raise ModelLoadError(
+                    f"Could not move the SLM {name} to device {device!r}: {type(exc).__name__}: {str(exc)[:200]}. "
+                    "Use device='cpu', or install a torch build for that device."
+                ) from exc
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         config = getattr(lm, "config", None)
@@ -141,6 +151,21 @@ def load_model(
         loaded = LoadedModel(name=name, source=where, model=lm, tokenizer=tokenizer, context_length=context)
         _CACHE[key] = loaded
         return loaded
+
+
+def _check_device(torch: Any, device: str) -> None:
+    """Fail before loading weights when the requested device cannot be used."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"Unknown torch device {device!r} for the SLM: {exc}. Use 'cpu', 'cuda' or 'mps'.") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"The SLM was asked to run on {device!r}, but this torch build ({torch.__version__}) sees no CUDA GPU. "
+            "Use device='cpu' (the default), or install a CUDA build of torch on a machine with a GPU."
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"The SLM was asked to run on 'mps', which this machine does not offer. Use device='cpu'.")
 
 
 def _quiet_gguf_progress() -> None:
@@ -200,12 +225,14 @@ class LocalSLM(BaseModel):
     max_batch_size: int = Field(default=8, ge=1)
     system_prompt: str | None = "You are a helpful assistant. Answer the question briefly and accurately."
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
 
     # ------------------------------------------------------------------ loading
     @property
     def loaded(self) -> LoadedModel:
         """The shared loaded model (loads it on first use)."""
-        return load_model(self.model, self.gguf_file, self.dtype)
+        return load_model(self.model, self.gguf_file, self.dtype, self.device)
 
     @property
     def model_name(self) -> str:
@@ -285,8 +312,8 @@ class LocalSLM(BaseModel):
         def run() -> None:
             with loaded.lock, torch.inference_mode():
                 loaded.model.generate(
-                    input_ids=torch.tensor([ids]),
-                    attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    input_ids=torch.tensor([ids], device=self.device),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_Cancel()]),
                     **self._gen_kwargs(loaded),
@@ -324,8 +351,8 @@ class LocalSLM(BaseModel):
         tok = loaded.tokenizer
         width = max(len(ids) for ids, _ in batch)
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch])
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in batch])
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch], device=self.device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in batch], device=self.device)
         started = time.perf_counter()
         try:
             with loaded.lock, torch.inference_mode():

