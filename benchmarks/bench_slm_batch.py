@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     base = LocalSLM(max_new_tokens=args.max_new_tokens)
     t0 = time.perf_counter()
-    base.loaded
+    base.load()
     load_s = time.perf_counter() - t0
     base.generate(convs[0])  # warm-up
 

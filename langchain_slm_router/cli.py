@@ -120,7 +120,7 @@ class _LLMSetup:
             backing = LocalSLM(model=weights, max_new_tokens=max_tokens, max_input_tokens=3072)
             self.model = args.llm_model or (Path(weights).stem if weights else "smollm2")
             t0 = time.perf_counter()
-            backing.loaded
+            backing.load()
             self.load_s = time.perf_counter() - t0
             server = stack.enter_context(OllamaProtocolServer({self.model: backing}))
             self.base_url = server.base_url
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         slm = LocalSLM(model=args.slm)
         t0 = time.perf_counter()
-        slm.loaded
+        slm.load()
         slm_load_s = time.perf_counter() - t0
         llm = _LLMSetup(args, stack, max(tokens.values()))
         harness = Harness(slm, llm.factory, HarnessConfig(llm_id=llm.llm_id, max_new_tokens=tokens,

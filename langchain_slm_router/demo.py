@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         router = SLMRouter(fallback=fallback, gate=GatePolicy(min_mean_prob=args.threshold),
                            on_fallback_error="return_slm")
         started = time.perf_counter()
-        router.slm.loaded  # load once, before timing the queries
+        router.slm.load()  # load once, before timing the queries
         print(f"SLM: {router.slm.model_name} loaded in {time.perf_counter() - started:.1f} s; "
               f"gate: keep when mean token probability >= {args.threshold}\n")
         header = f"{'#':>2}  {'stage':5}  {'conf':>5}  {'ms':>8}  query -> answer"

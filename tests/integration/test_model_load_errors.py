@@ -22,14 +22,14 @@ def test_missing_gguf_file(tmp_path: Path) -> None:
 
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="not found"):
-        LocalSLM(model=str(tmp_path / "no" / "such" / "dir")).loaded
+        LocalSLM(model=str(tmp_path / "no" / "such" / "dir")).load()
 
 
 def test_corrupt_gguf(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.gguf"
     bad.write_bytes(b"GGUF" + bytes(range(256)) * 64)
     with pytest.raises(ModelLoadError, match="corrupt.gguf") as info:
-        LocalSLM(model=str(bad)).loaded
+        LocalSLM(model=str(bad)).load()
     assert "GGUF" in str(info.value)
 
 
@@ -38,13 +38,13 @@ def test_truncated_real_gguf(tmp_path: Path) -> None:
     with default_model_path().open("rb") as src:
         cut.write_bytes(src.read(1_000_000))
     with pytest.raises(ModelLoadError, match="cut.gguf"):
-        LocalSLM(model=str(cut)).loaded
+        LocalSLM(model=str(cut)).load()
 
 
 def test_wrong_architecture(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
     with pytest.raises(ModelLoadError, match=str(tmp_path.name)):
-        LocalSLM(model=str(tmp_path)).loaded
+        LocalSLM(model=str(tmp_path)).load()
 
 
 def test_router_surfaces_the_load_error_not_a_deep_trace(tmp_path: Path) -> None:
@@ -71,4 +71,4 @@ def test_unusable_device_is_a_typed_error_before_loading(device: str) -> None:
     if device == "mps" and torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
     with pytest.raises(ModelLoadError, match="device|cuda|CUDA|mps"):
-        LocalSLM(device=device).loaded
+        LocalSLM(device=device).load()
