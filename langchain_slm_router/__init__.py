@@ -32,11 +32,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.embeddings import MiniLMEmbeddings
     from langchain_slm_router.tools import make_math_tool, make_router_tool, math_tool
     from langchain_slm_router.fallback import default_fallback
-    from langchain_slm_router.gate import GateDecision, GatePolicy
+    from langchain_slm_router.gates import Gate, GateDecision, GatePolicy
     from langchain_slm_router.math_engine import MathAnswer, MathEngine
     from langchain_slm_router.router import SLMRouter, StreamPart
     from langchain_slm_router.signals import ConfidenceSignals
-    from langchain_slm_router.slm import LocalSLM, SLMGeneration
+    from langchain_slm_router.slm import LocalSLM, SLMBackend, SLMGeneration
     from langchain_slm_router.trace import RouteResult
 
 _LAZY = {
@@ -46,14 +46,16 @@ _LAZY = {
     "make_math_tool": "tools",
     "make_router_tool": "tools",
     "math_tool": "tools",
-    "GateDecision": "gate",
-    "GatePolicy": "gate",
+    "Gate": "gates",
+    "GateDecision": "gates",
+    "GatePolicy": "gates",
     "MathAnswer": "math_engine",
     "MathEngine": "math_engine",
     "SLMRouter": "router",
     "StreamPart": "router",
     "ConfidenceSignals": "signals",
     "LocalSLM": "slm",
+    "SLMBackend": "slm",
     "SLMGeneration": "slm",
     "RouteResult": "trace",
 }

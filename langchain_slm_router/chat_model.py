@@ -52,12 +52,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, model_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError
-from langchain_slm_router.gate import GatePolicy
+from langchain_slm_router.gates import GatePolicy
 from langchain_slm_router.router import SLMRouter
 from langchain_slm_router.trace import RouteResult
 
 # SLMRouter settings that may be given to ChatSLMRouter directly (they are folded into ``router``).
-_CORE_KEYS = ("math_engine", "slm", "on_fallback_error", "fallback_retries", "max_query_chars", "on_slm_overflow")
+_CORE_KEYS = ("math_engine", "slm", "on_fallback_error", "fallback_retries", "max_query_chars")
 # Call options that only the fallback can honour: a request carrying one skips the local stages.
 _FALLBACK_ONLY = ("tools", "tool_choice", "functions", "function_call", "response_format", "format")
 _LC_ID = re.compile(r"^lc_|^run-")
@@ -81,7 +81,7 @@ class ChatSLMRouter(BaseChatModel):
         gate: the :class:`GatePolicy` (thresholds on the SLM's confidence signals).
         fallback: any LangChain chat model; ``None`` = no fallback (low-confidence SLM answers are returned,
             marked ``low_confidence`` in the trace).
-        slm, math_engine, on_fallback_error, fallback_retries, max_query_chars, on_slm_overflow: passed to
+        slm, math_engine, on_fallback_error, fallback_retries, max_query_chars: passed to
             :class:`SLMRouter` (see there).
         max_tokens: the SLM's ``max_new_tokens``; temperature: the SLM's sampling temperature (0 = greedy).
         stop: default stop sequences (the SLM answer is cut at the first one; the fallback gets them).
@@ -216,7 +216,7 @@ class ChatSLMRouter(BaseChatModel):
             "fallback": fallback_name(router.fallback) if router.fallback is not None else None,
             "on_fallback_error": router.on_fallback_error,
             "fallback_retries": router.fallback_retries,
-            "on_slm_overflow": router.on_slm_overflow,
+            "overflow": slm.overflow if slm is not None else None,
             "stop": self.stop,
         }
 

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harness, HarnessConfig
     from langchain_slm_router.evaluation.report import markdown, plot, write_json
     from langchain_slm_router.evaluation.summary import summarize_dataset
-    from langchain_slm_router.gate import DEFAULT_THRESHOLD
+    from langchain_slm_router.gates import DEFAULT_THRESHOLD
     from langchain_slm_router.slm import LocalSLM
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]

@@ -198,6 +198,23 @@ def translate_error(exc: BaseException, fallback: Any) -> BaseException:
     return err
 
 
+RETRY_INITIAL_WAIT_S = 0.25
+RETRY_MAX_WAIT_S = 2.0
+
+
+def backoff_s(attempt: int, initial: float = RETRY_INITIAL_WAIT_S, top: float = RETRY_MAX_WAIT_S,
+              jitter: float = RETRY_INITIAL_WAIT_S / 2) -> float:
+    """Seconds to wait before retry number ``attempt + 1``: exponential, capped at ``top``, plus random jitter."""
+    import random
+
+    return min(top, initial * 2**attempt) + random.uniform(0, jitter)
+
+
+def should_retry(exc: BaseException, attempt: int, retries: int) -> bool:
+    """Whether failure number ``attempt + 1`` (0-based ``attempt``) is retried when ``retries`` retries are allowed."""
+    return attempt < retries and is_transient(exc)
+
+
 class _TransientRetry(RunnableRetry):  # type: ignore[misc]
     """LangChain's ``RunnableRetry`` that retries only failures :func:`is_transient` calls transient.
 
@@ -216,11 +233,9 @@ class _TransientRetry(RunnableRetry):  # type: ignore[misc]
         return kwargs
 
     def _wait_s(self, attempt: int) -> float:
-        import random
-
         params = self.exponential_jitter_params or {}
-        initial, top = float(params.get("initial", 0.25)), float(params.get("max", 2.0))
-        return min(top, initial * 2**attempt) + random.uniform(0, float(params.get("jitter", 0.0)))
+        return backoff_s(attempt, float(params.get("initial", RETRY_INITIAL_WAIT_S)),
+                         float(params.get("max", RETRY_MAX_WAIT_S)), float(params.get("jitter", 0.0)))
 
     def _batch_pending(self, results: list[Any]) -> list[int]:
         return [i for i, r in enumerate(results) if isinstance(r, Exception) and is_transient(r)]
@@ -268,7 +283,8 @@ def _finish_batch(results: list[Any], return_exceptions: bool) -> list[Any]:
     return results
 
 
-def with_fallback_retry(fallback: Any, attempts: int, *, initial_wait: float = 0.25, max_wait: float = 2.0) -> Any:
+def with_fallback_retry(fallback: Any, attempts: int, *, initial_wait: float = RETRY_INITIAL_WAIT_S,
+                        max_wait: float = RETRY_MAX_WAIT_S) -> Any:
     """``fallback`` retried up to ``attempts`` times in all on transient failures, with exponential back-off.
 
     Built on LangChain's ``RunnableRetry`` (the class behind ``Runnable.with_retry``), so batches retry only their
@@ -289,6 +305,8 @@ def with_fallback_retry(fallback: Any, attempts: int, *, initial_wait: float = 0
 
 __all__ = [
     "DEFAULT_FALLBACK_MODEL",
+    "backoff_s",
+    "should_retry",
     "DEFAULT_OLLAMA_HOST",
     "default_fallback",
     "fallback_name",

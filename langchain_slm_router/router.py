@@ -16,7 +16,7 @@ Order of work for one query:
 
 Conversations the local stages cannot read (images or other non-text content, tool traffic) and requests that
 need tools or structured output go straight to the fallback. A prompt longer than the SLM's
-``max_input_tokens`` is escalated (``on_slm_overflow="escalate"``, default), cut in the middle
+``max_input_tokens`` follows the SLM's ``overflow`` setting: escalated (``"escalate"``, default), cut in the middle
 (``"truncate"``), or rejected with :class:`~langchain_slm_router.errors.QueryTooLongError` (``"error"``).
 
 Batches (:meth:`SLMRouter.route_batch`) run the SLM on all their SLM-bound queries in padded batches and call the
@@ -33,20 +33,22 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
-from langchain_slm_router.gate import GatePolicy
+from langchain_slm_router.fallback import (
+    backoff_s,
+    default_fallback,
+    fallback_name,
+    should_retry,
+    translate_error,
+    with_fallback_retry,
+)
+from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
-from langchain_slm_router.slm import LocalSLM, SLMGeneration
+from langchain_slm_router.slm import LocalSLM, Overflow, SLMBackend, SLMGeneration, make_backend
 from langchain_slm_router.trace import RouteResult
-
-
-def _default_fallback() -> Any:
-    from langchain_slm_router.fallback import default_fallback
-
-    return default_fallback()
 
 
 def _ms(start: float) -> float:
@@ -75,8 +77,9 @@ class _Job:
         self.result: RouteResult | None = None
         self.latency: dict[str, float] = {}
         self.gen: SLMGeneration | None = None
-        self.encoded: tuple[list[int], bool] | None = None
-        self.gate_reasons: list[str] = []
+        self.decision: GateDecision | None = None
+        self.skip_slm = False
+        """True when the query goes straight to the fallback (``reason`` says why)."""
         self.reason = ""
 
     @property
@@ -89,8 +92,10 @@ class SLMRouter(BaseModel):
 
     Args:
         math_engine: the sympy stage; ``None`` disables it.
-        slm: the local small model; ``None`` disables it (every non-math query goes to the fallback).
-        gate: the confidence policy deciding whether the SLM's answer is kept.
+        slm: the small model, any :class:`~langchain_slm_router.slm.SLMBackend` (default: the in-process
+            :class:`~langchain_slm_router.slm.LocalSLM`); ``None`` disables it (every non-math query goes to the
+            fallback). Its ``overflow`` setting decides what a prompt over its ``max_input_tokens`` gets.
+        gate: the :class:`~langchain_slm_router.gates.Gate` deciding whether the SLM's answer is kept.
         fallback: any LangChain chat model (or Runnable taking messages); default ``ChatOllama(model="mistral")``
             at ``OLLAMA_HOST``. ``None`` means no fallback: the SLM's answer is returned, marked low-confidence
             when the gate rejected it.
@@ -98,20 +103,77 @@ class SLMRouter(BaseModel):
             ``low_confidence`` with the error in the trace.
         fallback_retries: retries (with exponential back-off) after a transient fallback failure.
         max_query_chars: longest accepted query (all messages together), in characters.
-        on_slm_overflow: what a prompt longer than the SLM's ``max_input_tokens`` gets: ``"escalate"`` to the
-            fallback, ``"truncate"`` (cut the middle), or ``"error"`` (raise ``QueryTooLongError``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     math_engine: MathEngine | None = Field(default_factory=MathEngine)
-    slm: LocalSLM | None = Field(default_factory=LocalSLM)
-    gate: GatePolicy = Field(default_factory=GatePolicy)
-    fallback: Any | None = Field(default_factory=_default_fallback)
+    slm: SerializeAsAny[SLMBackend] | None = Field(default_factory=LocalSLM)
+    gate: SerializeAsAny[Gate] = Field(default_factory=GatePolicy)
+    fallback: Any | None = Field(default_factory=default_fallback)
     on_fallback_error: Literal["raise", "return_slm"] = "raise"
     fallback_retries: int = Field(default=2, ge=0, le=10)
     max_query_chars: int = Field(default=32_000, ge=1)
-    on_slm_overflow: Literal["escalate", "truncate", "error"] = "escalate"
+
+    @field_validator("slm", mode="before")
+    @classmethod
+    def _slm_from_dict(cls, value: Any) -> Any:
+        """A plain dict (e.g. a dumped configuration) builds the backend named by its ``backend`` key (default local)."""
+        if isinstance(value, dict):
+            options = dict(value)
+            return make_backend(options.pop("backend", LocalSLM.backend_name), **options)
+        return value
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _gate_from_dict(cls, value: Any) -> Any:
+        """A plain dict builds the gate named by its ``gate`` key (default: the threshold gate)."""
+        if isinstance(value, dict):
+            options = dict(value)
+            return make_gate(options.pop("gate", GatePolicy.gate_name), **options)
+        return value
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def display_name(self) -> str:
+        """The pipeline's name, as both integrations report it: ``"slm-router:<SLM>+<fallback>"``."""
+        slm = self.slm.model_name if self.slm is not None else "no-slm"
+        fallback = fallback_name(self.fallback) if self.fallback is not None else "no-fallback"
+        return f"slm-router:{slm}+{fallback}"
+
+    def with_options(
+        self, *, threshold: float | None = None, max_tokens: int | None = None, temperature: float | None = None,
+        overflow: Overflow | None = None, **fields: Any,
+    ) -> SLMRouter:
+        """A copy with changed options: the one way the integrations derive a configured router.
+
+        Args:
+            threshold: the gate's headline threshold (``Gate.with_threshold``).
+            max_tokens: the SLM's ``max_new_tokens``.
+            temperature: the SLM's sampling temperature, for backends that have one.
+            overflow: the SLM's ``overflow`` rule.
+            fields: any :class:`SLMRouter` field (``gate``, ``fallback``, ``slm``, ...).
+        """
+        unknown = set(fields) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"unknown SLMRouter option(s): {sorted(unknown)}")
+        core = {**{k: getattr(self, k) for k in type(self).model_fields}, **fields}
+        if threshold is not None:
+            core["gate"] = core["gate"].with_threshold(threshold)
+        slm = core["slm"]
+        slm_updates: dict[str, Any] = {}
+        if max_tokens is not None:
+            slm_updates["max_new_tokens"] = max_tokens
+        if temperature is not None:
+            if slm is not None and "temperature" not in type(slm).model_fields:
+                raise TypeError(f"the SLM backend {type(slm).__name__} has no temperature setting")
+            slm_updates["temperature"] = temperature
+        if overflow is not None:
+            slm_updates["overflow"] = overflow
+        if slm_updates and slm is not None:
+            core["slm"] = type(slm).model_validate({**{k: getattr(slm, k) for k in type(slm).model_fields},
+                                                    **slm_updates})
+        return type(self)(**core)
 
     # ------------------------------------------------------------------ public API
     def route(
@@ -158,7 +220,7 @@ class SLMRouter(BaseModel):
     ) -> list[Any]:
         """Async :meth:`route_batch`."""
         jobs = self._prepare(queries, escalate, config)
-        await asyncio.to_thread(self._run_slm, jobs, config)
+        await self._arun_slm(jobs, config)
         await self._arun_fallback(jobs, config, fallback)
         return self._collect(jobs, return_exceptions)
 
@@ -185,7 +247,7 @@ class SLMRouter(BaseModel):
     ) -> AsyncIterator[StreamPart]:
         """Async :meth:`stream`."""
         job = self._prepare([query], escalate, config)[0]
-        await asyncio.to_thread(self._run_slm, [job], config)
+        await self._arun_slm([job], config)
         if job.open:
             async for part in self._astream_fallback(job, config, fallback):
                 yield part
@@ -205,9 +267,9 @@ class SLMRouter(BaseModel):
                 job.error = exc
                 continue
             if escalate:
-                job.reason = f"sent to the fallback: {escalate}"
+                job.skip_slm, job.reason = True, f"sent to the fallback: {escalate}"
             elif not job.conv.local_ok:
-                job.reason = "sent to the fallback: the local stages cannot read this conversation"
+                job.skip_slm, job.reason = True, "sent to the fallback: the local stages cannot read this conversation"
             else:
                 self._run_math(job, config)
         return jobs
@@ -222,40 +284,66 @@ class SLMRouter(BaseModel):
             job.result = self._result(job, answer=answer.answer, stage="math", math_kind=answer.kind,
                                       reason=f"math engine solved it ({answer.kind})")
 
-    def _run_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
+    def _slm_todo(self, jobs: list[_Job]) -> list[_Job]:
         if self.slm is None:
-            return
-        todo = [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.reason]
+            return []
+        return [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.skip_slm]
+
+    def _load_slm(self, todo: list[_Job]) -> None:
+        start = time.perf_counter()
+        self.slm.load()  # type: ignore[union-attr]  # first use loads the model; reported apart from generation
+        load_ms = _ms(start)
+        if load_ms > 5.0:
+            for job in todo:
+                job.latency["slm_load"] = load_ms
+
+    def _run_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
+        todo = self._slm_todo(jobs)
         if not todo:
             return
-        slm = self.slm if self.on_slm_overflow != "truncate" else self.slm.model_copy(update={"overflow": "truncate"})
+        self._load_slm(todo)
         start = time.perf_counter()
-        slm.load()  # loads the model on first use; reported apart from generation time
-        load_ms = _ms(start)
-        ready = []
-        for job in todo:
-            if load_ms > 5.0:
-                job.latency["slm_load"] = load_ms
-            try:
-                job.encoded = slm.encode(job.conv.dicts)  # type: ignore[union-attr]
-                ready.append(job)
-            except QueryTooLongError as exc:
-                if self.on_slm_overflow == "error":
-                    job.error = exc
-                else:
-                    job.reason = f"sent to the fallback: {exc}"
-        if not ready:
+        convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
+        gens = self._stage("slm", self._slm_call, convs, config)
+        self._apply_slm(todo, gens, _ms(start))
+
+    async def _arun_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
+        todo = self._slm_todo(jobs)
+        if not todo:
             return
+        await asyncio.to_thread(self._load_slm, todo)
         start = time.perf_counter()
-        gens = self._stage("slm", lambda batch: slm.generate_encoded(batch), [j.encoded for j in ready], config)
-        elapsed = _ms(start)
-        for job, gen in zip(ready, gens):
+        convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
+        if config and config.get("callbacks"):
+            gens = await RunnableLambda(self._slm_call, self._aslm_call, name="slm").ainvoke(convs, config)
+        else:
+            gens = await self._aslm_call(convs)
+        self._apply_slm(todo, gens, _ms(start))
+
+    def _slm_call(self, convs: list[Any]) -> list[Any]:
+        return self.slm.generate_batch(convs, early_exit=self.gate.early_exit())  # type: ignore[union-attr]
+
+    async def _aslm_call(self, convs: list[Any]) -> list[Any]:
+        return await self.slm.agenerate_batch(convs, early_exit=self.gate.early_exit())  # type: ignore[union-attr]
+
+    def _apply_slm(self, todo: list[_Job], gens: list[Any], elapsed: float) -> None:
+        """Gate each SLM answer; an SLM error escalates the query (or fails it, for overflow="error")."""
+        answered = [g for g in gens if not isinstance(g, BaseException)]
+        for job, gen in zip(todo, gens):
+            if isinstance(gen, BaseException):
+                if isinstance(gen, QueryTooLongError) and self.slm.overflow == "error":  # type: ignore[union-attr]
+                    job.error = gen
+                else:
+                    job.reason = f"sent to the fallback: {gen}"
+                continue
             job.gen = gen
-            job.latency["slm"] = round(elapsed / len(ready), 3) if len(ready) > 1 else elapsed
-            decision = self.gate.decide(gen.signals, gen.finished)
-            job.gate_reasons = decision.reasons
+            job.latency["slm"] = round(elapsed / len(answered), 3) if len(answered) > 1 else elapsed
+            decision = self.gate.decide(gen, job.conv.dicts)  # type: ignore[union-attr]
+            job.decision = decision
             if decision.keep:
                 job.result = self._result(job, answer=gen.text, stage="slm", reason="the gate kept the SLM answer")
+            elif gen.early_exit:
+                job.reason = f"the gate escalated the SLM answer (early exit after {gen.output_tokens} tokens)"
             else:
                 job.reason = "the gate escalated the SLM answer"
 
@@ -263,8 +351,6 @@ class SLMRouter(BaseModel):
         return override if override is not None else self.fallback
 
     def _retrying(self, fallback: Any) -> Any:
-        from langchain_slm_router.fallback import with_fallback_retry
-
         return with_fallback_retry(fallback, self.fallback_retries + 1)
 
     def _run_fallback(self, jobs: list[_Job], config: RunnableConfig | None, override: Any | None) -> None:
@@ -303,8 +389,6 @@ class SLMRouter(BaseModel):
         return True
 
     def _finish_fallback(self, job: _Job, out: Any, fallback: Any, elapsed_ms: float) -> None:
-        from langchain_slm_router.fallback import fallback_name, translate_error
-
         job.latency["llm"] = elapsed_ms
         name = fallback_name(fallback)
         if isinstance(out, BaseException):
@@ -353,13 +437,11 @@ class SLMRouter(BaseModel):
                         yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
                     break
                 except Exception as exc:  # noqa: BLE001 - translated below
-                    if merged is not None or not self._should_retry(exc, attempt):
+                    if merged is not None or not should_retry(exc, attempt, self.fallback_retries):
                         raise
-                    time.sleep(min(2.0, 0.25 * 2**attempt))
+                    time.sleep(backoff_s(attempt))
         except Exception as exc:  # noqa: BLE001
             if merged is not None:
-                from langchain_slm_router.fallback import translate_error
-
                 raise translate_error(exc, fallback) from exc
             self._finish_fallback(job, exc, fallback, _ms(start))
             yield from self._stream_done(job)
@@ -385,13 +467,11 @@ class SLMRouter(BaseModel):
                         yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
                     break
                 except Exception as exc:  # noqa: BLE001
-                    if merged is not None or not self._should_retry(exc, attempt):
+                    if merged is not None or not should_retry(exc, attempt, self.fallback_retries):
                         raise
-                    await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
+                    await asyncio.sleep(backoff_s(attempt))
         except Exception as exc:  # noqa: BLE001
             if merged is not None:
-                from langchain_slm_router.fallback import translate_error
-
                 raise translate_error(exc, fallback) from exc
             self._finish_fallback(job, exc, fallback, _ms(start))
             for part in self._stream_done(job):
@@ -399,11 +479,6 @@ class SLMRouter(BaseModel):
             return
         self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
         yield StreamPart(result=job.result)
-
-    def _should_retry(self, exc: BaseException, attempt: int) -> bool:
-        from langchain_slm_router.fallback import is_transient
-
-        return attempt < self.fallback_retries and is_transient(exc)
 
     # ------------------------------------------------------------------ results
     def _stage(self, name: str, fn: Callable[[Any], Any], arg: Any, config: RunnableConfig | None) -> Any:
@@ -424,7 +499,10 @@ class SLMRouter(BaseModel):
             answer=answer, stage=stage, reason=reason, latency_ms=latency, usage=usage,
             signals=job.gen.signals if job.gen is not None else None,
             threshold=self.gate.threshold if job.gen is not None else None,
-            gate_reasons=job.gate_reasons,
+            gate_reasons=job.decision.reasons if job.decision is not None else [],
+            p_correct=job.decision.p_correct if job.decision is not None else None,
+            gate_features=job.decision.features if job.decision is not None else None,
+            early_exit=job.gen.early_exit if job.gen is not None else False,
             slm_model=self.slm.model_name if job.gen is not None and self.slm is not None else None,
             slm_answer=job.gen.text if job.gen is not None else None,
             **kwargs,

@@ -22,6 +22,9 @@ class RouteResult(BaseModel):
         signals: the SLM's confidence signals, when the SLM ran.
         threshold: the gate's headline threshold (minimum mean token probability).
         gate_reasons: each gate check, passed or failed.
+        p_correct: the gate's calibrated probability that the SLM's answer is right (learned gates).
+        gate_features: the numbers a learned gate decided on.
+        early_exit: True when the SLM stopped generating early because the gate could no longer keep its answer.
         latency_ms: time per stage that ran (``math``, ``slm``, ``llm``) and ``total``, in milliseconds.
         fallback_tried: whether the large model was called.
         fallback_model: the fallback's name, when it was tried.
@@ -42,6 +45,9 @@ class RouteResult(BaseModel):
     signals: ConfidenceSignals | None = None
     threshold: float | None = None
     gate_reasons: list[str] = Field(default_factory=list)
+    p_correct: float | None = None
+    gate_features: dict[str, float] | None = None
+    early_exit: bool = False
     latency_ms: dict[str, float] = Field(default_factory=dict)
     fallback_tried: bool = False
     fallback_model: str | None = None

@@ -27,7 +27,7 @@ split context that does not fit over several LLM calls, so the QA prompts that r
 nothing is cut.
 
 A prompt that is still longer than the SLM accepts (an oversized chat history, a hand-written prompt, a custom
-``context_window``) follows ``SLMRouter.on_slm_overflow``: ``"escalate"`` (the default: the whole prompt goes to
+``context_window``) follows the SLM's ``overflow`` setting: ``"escalate"`` (the default: the whole prompt goes to
 the fallback, whose context window is larger), ``"truncate"`` (the middle of the prompt is cut, keeping the
 instructions at the start and the question at the end; this can drop retrieved context) or ``"error"``
 (:class:`~langchain_slm_router.errors.QueryTooLongError`). Escalating is the default because truncating a RAG
@@ -185,7 +185,7 @@ class SLMRouterLLM(LLM):
     Args:
         router: the router to wrap. When omitted, one is built from the other keyword arguments that are
             :class:`SLMRouter` fields (``slm``, ``math_engine``, ``gate``, ``fallback``, ``on_fallback_error``,
-            ``fallback_retries``, ``max_query_chars``, ``on_slm_overflow``).
+            ``fallback_retries``, ``max_query_chars``).
         context_window: the window reported to LlamaIndex, in tokens; default
             ``context_fraction * (slm.max_input_tokens - 32) + num_output``, so that RAG prompts fit the SLM whole.
         num_output: the answer length reported to LlamaIndex; default the SLM's ``max_new_tokens``.

@@ -26,7 +26,7 @@ from langchain_slm_router.errors import SLMRouterError
 from langchain_slm_router.evaluation.cache import GenerationCache
 from langchain_slm_router.evaluation.datasets import EvalItem
 from langchain_slm_router.evaluation.scoring import Score, score_answer
-from langchain_slm_router.gate import DEFAULT_THRESHOLD, GatePolicy
+from langchain_slm_router.gates import DEFAULT_THRESHOLD, GatePolicy
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.slm import LocalSLM
 

@@ -8,7 +8,7 @@ stages ran, so the router at any threshold (and the oracle) costs nothing to eva
 * ``always-SLM``: the SLM answers everything (latency = SLM time).
 * ``always-LLM``: the LLM answers everything (latency = LLM time).
 * ``router@t``: the pipeline of :class:`~langchain_slm_router.router.SLMRouter`: the math engine's answer when it
-  solves the query (latency = math time), else the SLM's when :class:`~langchain_slm_router.gate.GatePolicy`
+  solves the query (latency = math time), else the SLM's when :class:`~langchain_slm_router.gates.GatePolicy`
   with ``min_mean_prob=t`` keeps it (math + SLM time), else the LLM's (math + SLM + LLM time).
 * ``oracle``: like the router, but escalates exactly when the SLM's answer is wrong (the upper bound of any
   gate on this SLM and LLM).
@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from langchain_slm_router.gate import GatePolicy
+from langchain_slm_router.gates import GatePolicy
 from langchain_slm_router.signals import ConfidenceSignals
 
 Record = dict[str, Any]
@@ -71,7 +71,7 @@ def gate_keeps(record: Record, threshold: float, policy: GatePolicy | None = Non
     if signals is None:
         return False
     gate = policy.model_copy(update={"min_mean_prob": threshold}) if policy else GatePolicy(min_mean_prob=threshold)
-    return gate.decide(signals, bool(_part(record, "slm").get("finished", True))).keep
+    return gate.decide_signals(signals, bool(_part(record, "slm").get("finished", True))).keep
 
 
 def always_slm(record: Record) -> Outcome:

@@ -94,8 +94,9 @@ def test_history_and_system_message_reach_both_models_and_stages_are_child_runs(
     assert "math_engine" in names and "slm" in names and "ChatOllama" in names
     # the SLM saw the whole conversation through its chat template
     slm_run = next(r for r in runs if r.name == "slm")
-    ids = slm_run.inputs["input"][0][0]
-    prompt = slm.loaded.tokenizer.decode(ids)
+    conversation = slm_run.inputs["input"][0]
+    prompt = slm.render(conversation)
+    assert [m["role"] for m in conversation] == ["system", "user", "assistant", "user"]
     for m in history:
         assert m.content in prompt
     # the fallback got the same messages, unchanged

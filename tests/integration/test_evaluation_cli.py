@@ -10,7 +10,7 @@ import pytest
 
 from langchain_slm_router.cli import main
 from langchain_slm_router.evaluation import systems
-from langchain_slm_router.gate import GatePolicy
+from langchain_slm_router.gates import GatePolicy
 from langchain_slm_router.signals import ConfidenceSignals
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_live_router_matches_the_derived_router(run_dir) -> None:
             continue
         # greedy decoding: the router's SLM draft is the harness's SLM answer, so the gate decides the same
         assert live["signals"] == pytest.approx(r["slm"]["signals"], rel=1e-3, abs=1e-3)
-        keep = GatePolicy(min_mean_prob=0.6).decide(ConfidenceSignals(**live["signals"])).keep
+        keep = GatePolicy(min_mean_prob=0.6).decide_signals(ConfidenceSignals(**live["signals"])).keep
         assert live["stage"] == ("slm" if keep else "llm")
         if keep:
             assert live["answer"] == r["slm"]["text"]

@@ -213,7 +213,7 @@ def test_rag_prompts_fit_the_slm_window_or_escalate(slm, fallback, index, events
     for doc in DOCS:  # each retrieved passage was sent exactly once (the middle of no prompt was cut)
         assert sum(doc.text.split(". ")[1] in p for p in prompts) == 1
 
-    # a prompt longer than the SLM accepts is escalated whole to the fallback (on_slm_overflow="escalate")
+    # a prompt longer than the SLM accepts is escalated whole to the fallback (LocalSLM(overflow="escalate"))
     long_prompt = " ".join(d.text for d in DOCS) * 3 + "\nWho is Tessa Lind?"
     out = small.complete(long_prompt)
     assert out.raw["stage"] == "llm" and f"at most {window}" in out.raw["reason"] and out.raw["signals"] is None

@@ -129,7 +129,8 @@ def test_prompt_over_the_slm_limit_is_escalated_or_rejected(slm, fallback_llm) -
     r = SLMRouter(slm=small, fallback=fallback_llm).route(long_q)
     assert r.stage == "llm" and r.signals is None and "tokens" in r.reason
     with pytest.raises(QueryTooLongError):
-        SLMRouter(slm=small, fallback=fallback_llm, on_slm_overflow="error").route(long_q)
-    cut = SLMRouter(slm=small, fallback=None, on_slm_overflow="truncate", gate=GatePolicy(min_mean_prob=0.0))
+        SLMRouter(slm=small.model_copy(update={"overflow": "error"}), fallback=fallback_llm).route(long_q)
+    cut = SLMRouter(slm=small.model_copy(update={"overflow": "truncate"}), fallback=None,
+                    gate=GatePolicy(min_mean_prob=0.0))
     r = cut.route(long_q)
     assert r.stage == "slm" and r.usage["slm_input_tokens"] <= 40

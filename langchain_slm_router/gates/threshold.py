@@ -7,25 +7,20 @@ whether every configured threshold must pass (``"all"``, the default) or any one
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from langchain_slm_router.gates.base import Gate, GateDecision, register_gate
 from langchain_slm_router.signals import ConfidenceSignals
+from langchain_slm_router.slm.base import ChatMessageDict, SLMGeneration
 
 DEFAULT_THRESHOLD = 0.6
 
 
-class GateDecision(BaseModel):
-    """What the gate decided and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    keep: bool
-    reasons: list[str] = Field(default_factory=list, description="one line per configured check")
-
-
-class GatePolicy(BaseModel):
+@register_gate
+class GatePolicy(Gate):
     """Thresholds on the SLM's confidence signals; ``None`` disables a check.
 
     Args:
@@ -38,7 +33,7 @@ class GatePolicy(BaseModel):
         combine: ``"all"`` checks must pass, or ``"any"`` one of them.
     """
 
-    model_config = ConfigDict(frozen=True)
+    gate_name: ClassVar[str] = "threshold"
 
     min_mean_prob: float | None = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     min_min_prob: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -52,6 +47,10 @@ class GatePolicy(BaseModel):
     def threshold(self) -> float | None:
         """The headline threshold (on mean token probability) reported in traces."""
         return self.min_mean_prob
+
+    def with_threshold(self, threshold: float) -> GatePolicy:
+        """A copy with ``min_mean_prob=threshold``."""
+        return self.model_copy(update={"min_mean_prob": float(threshold)})
 
     def checks(self, signals: ConfidenceSignals, finished: bool = True) -> list[tuple[bool, str]]:
         """Each configured check as (passed, description)."""
@@ -74,8 +73,12 @@ class GatePolicy(BaseModel):
             out.append((finished, "answer finished before max_new_tokens"))
         return out
 
-    def decide(self, signals: ConfidenceSignals, finished: bool = True) -> GateDecision:
-        """Keep (True) or escalate (False). An empty answer is always escalated."""
+    def decide(self, generation: SLMGeneration, messages: Sequence[ChatMessageDict] = ()) -> GateDecision:
+        """Keep or escalate ``generation``. An empty answer is always escalated."""
+        return self.decide_signals(generation.signals, generation.finished)
+
+    def decide_signals(self, signals: ConfidenceSignals, finished: bool = True) -> GateDecision:
+        """The decision from the summary signals alone (what :meth:`decide` uses)."""
         checks = self.checks(signals, finished)
         reasons = [("pass: " if ok else "fail: ") + text for ok, text in checks]
         if signals.length == 0:

@@ -1,0 +1,40 @@
+"""Stage 2, the small model: one protocol (:class:`SLMBackend`) and its implementations.
+
+* :class:`LocalSLM` — transformers + torch in this process (the default: SmolLM2-135M-Instruct, offline).
+
+Importing this package does not import torch or transformers.
+"""
+
+from langchain_slm_router.slm.base import (
+    SLM_BACKENDS,
+    ChatMessageDict,
+    EarlyExit,
+    Overflow,
+    SLMBackend,
+    SLMGeneration,
+    make_backend,
+    register_backend,
+)
+from langchain_slm_router.slm.local import (
+    DEFAULT_MODEL_NAME,
+    LoadedModel,
+    LocalSLM,
+    default_model_path,
+    load_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "SLM_BACKENDS",
+    "ChatMessageDict",
+    "EarlyExit",
+    "LoadedModel",
+    "LocalSLM",
+    "Overflow",
+    "SLMBackend",
+    "SLMGeneration",
+    "default_model_path",
+    "load_model",
+    "make_backend",
+    "register_backend",
+]
