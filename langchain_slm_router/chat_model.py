@@ -37,7 +37,7 @@ tools or schema; the result is the fallback's own (``tool_calls`` included).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -49,15 +49,14 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, model_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError
-from langchain_slm_router.gates import GatePolicy
-from langchain_slm_router.router import SLMRouter
+from langchain_slm_router.fallback import fallback_name, unwrap_fallback
+from langchain_slm_router.gates import Gate
+from langchain_slm_router.router import SLMRouter, word_pieces
 from langchain_slm_router.trace import RouteResult
 
-# SLMRouter settings that may be given to ChatSLMRouter directly (they are folded into ``router``).
-_CORE_KEYS = ("math_engine", "slm", "on_fallback_error", "fallback_retries", "max_query_chars")
 # Call options that only the fallback can honour: a request carrying one skips the local stages.
 _FALLBACK_ONLY = ("tools", "tool_choice", "functions", "function_call", "response_format", "format")
 _LC_ID = re.compile(r"^lc_|^run-")
@@ -77,8 +76,9 @@ class ChatSLMRouter(BaseChatModel):
 
     Key init args:
         router: the routing core (:class:`SLMRouter`); built from the other arguments when not given.
-        threshold: the gate's minimum mean token probability (overrides ``gate.min_mean_prob``).
-        gate: the :class:`GatePolicy` (thresholds on the SLM's confidence signals).
+        threshold: the gate's headline threshold (``gate.with_threshold``; for the default gate, the minimum mean
+            token probability).
+        gate: the :class:`~langchain_slm_router.gates.Gate` (default: the router's ``GatePolicy``).
         fallback: any LangChain chat model; ``None`` = no fallback (low-confidence SLM answers are returned,
             marked ``low_confidence`` in the trace).
         slm, math_engine, on_fallback_error, fallback_retries, max_query_chars: passed to
@@ -122,21 +122,24 @@ class ChatSLMRouter(BaseChatModel):
     Response metadata:
         ``msg.response_metadata["stage"]``, ``["model_name"]`` and ``["route"]`` (the trace); ``msg.usage_metadata``.
 
-    Changing fields after construction does not rebuild ``router``; construct a new instance, use
-    ``model_copy(update=...)`` through the constructor, or ``configurable_fields``.
+    The routing fields (``router``, ``threshold``, ``gate``, ``fallback``, ``max_tokens``, ``temperature``) are
+    frozen: assigning one raises a ``ValidationError`` instead of being silently ignored. Change them with
+    ``model_copy(update={...})`` (which goes through the constructor), a new instance, or ``configurable_fields``.
+    The construction arguments are the same as :class:`~llama_index_integration.llm.SLMRouterLLM`'s (both call
+    :meth:`SLMRouter.from_options`).
     """
 
-    router: SLMRouter = Field(default_factory=SLMRouter)
+    router: SLMRouter = Field(default_factory=SLMRouter, frozen=True)
     """The routing core, with ``gate`` (``threshold`` applied), ``fallback`` and the SLM settings folded in."""
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    """Minimum mean token probability for keeping the SLM's answer; ``None`` keeps ``gate.min_mean_prob``."""
-    gate: GatePolicy | None = None
-    """The gate policy before ``threshold`` is applied (defaults to the router's)."""
-    fallback: Any | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, frozen=True)
+    """The gate's headline threshold (``Gate.with_threshold``); ``None`` keeps the gate's own."""
+    gate: SerializeAsAny[Gate] | None = Field(default=None, frozen=True)
+    """The gate before ``threshold`` is applied (defaults to the router's); any :class:`Gate`."""
+    fallback: Any | None = Field(default=None, frozen=True)
     """The fallback chat model in use (defaults to the router's: ``ChatOllama(model="mistral")``)."""
-    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_tokens: int | None = Field(default=None, ge=1, le=4096, frozen=True)
     """Most tokens the SLM generates (its ``max_new_tokens``); ``None`` keeps the SLM's setting."""
-    temperature: float | None = Field(default=None, ge=0.0)
+    temperature: float | None = Field(default=None, ge=0.0, frozen=True)
     """The SLM's sampling temperature (0 = greedy); ``None`` keeps the SLM's setting."""
     stop: list[str] | None = None
     """Default stop sequences."""
@@ -146,44 +149,26 @@ class ChatSLMRouter(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _fold_into_router(cls, data: Any) -> Any:
-        """Build the effective :class:`SLMRouter` from ``router`` and the convenience arguments."""
+        """Build the effective router with :meth:`SLMRouter.from_options` from ``router`` and the other arguments."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        updates: dict[str, Any] = {k: data.pop(k) for k in _CORE_KEYS if k in data}
-        if "max_retries" in data:
-            retries = data.pop("max_retries")
-            if retries is not None:
-                updates.setdefault("fallback_retries", retries)
-        if "fallback" in data:
-            updates["fallback"] = data["fallback"]
-        base = data.get("router")
-        if base is not None and not isinstance(base, SLMRouter):
-            base = SLMRouter.model_validate(base)
-        if base is None:
-            base = SLMRouter(**updates)
-        elif updates:
-            base = SLMRouter(**{**_fields(base), **updates})
-        gate = data.get("gate")
-        if gate is None:
-            gate = base.gate
-        elif not isinstance(gate, GatePolicy):
-            gate = GatePolicy.model_validate(gate)
-        effective_gate = gate
-        if data.get("threshold") is not None:
-            effective_gate = gate.model_copy(update={"min_mean_prob": float(data["threshold"])})
-        core = {**_fields(base), "gate": effective_gate}
-        slm_updates = {}
-        if data.get("max_tokens") is not None:
-            slm_updates["max_new_tokens"] = data["max_tokens"]
-        if data.get("temperature") is not None:
-            slm_updates["temperature"] = data["temperature"]
-        if slm_updates and base.slm is not None:
-            core["slm"] = type(base.slm)(**{**_fields(base.slm), **slm_updates})
-        data["router"] = SLMRouter(**core)
-        data["gate"] = gate
-        data["fallback"] = base.fallback
+        fields = {k: data.pop(k) for k in list(data) if k in SLMRouter.model_fields and k not in cls.model_fields}
+        for name in ("gate", "fallback"):
+            if data.get(name) is not None or (name == "fallback" and name in data):
+                fields[name] = data[name]
+        router = SLMRouter.from_options(data.get("router"), max_retries=data.pop("max_retries", None), **fields)
+        data["gate"] = router.gate  # before the threshold, so that a new threshold or gate re-applies cleanly
+        data["fallback"] = router.fallback
+        data["router"] = router.with_options(threshold=data.get("threshold"), max_tokens=data.get("max_tokens"),
+                                             temperature=data.get("temperature"), overflow=data.pop("overflow", None))
         return data
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> ChatSLMRouter:
+        """A copy; an ``update`` goes through the constructor, so that routing fields are applied, not just stored."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self)(**{**{k: getattr(self, k) for k in type(self).model_fields}, **update})
 
     # ------------------------------------------------------------------ identity
     @property
@@ -192,17 +177,11 @@ class ChatSLMRouter(BaseChatModel):
 
     @property
     def model_name(self) -> str:
-        """A name for the pipeline: ``"slm-router:<SLM>+<fallback>"``."""
-        from langchain_slm_router.fallback import fallback_name
-
-        slm = self.router.slm.model_name if self.router.slm is not None else "no-slm"
-        fallback = fallback_name(self.router.fallback) if self.router.fallback is not None else "no-fallback"
-        return f"slm-router:{slm}+{fallback}"
+        """The pipeline's name (:attr:`SLMRouter.display_name`): ``"slm-router:<SLM>+<fallback>"``."""
+        return self.router.display_name
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        from langchain_slm_router.fallback import fallback_name
-
         router = self.router
         slm = router.slm
         return {
@@ -210,7 +189,7 @@ class ChatSLMRouter(BaseChatModel):
             "math_engine": router.math_engine is not None,
             "slm": slm.model_name if slm is not None else None,
             "max_new_tokens": slm.max_new_tokens if slm is not None else None,
-            "temperature": slm.temperature if slm is not None else None,
+            "temperature": getattr(slm, "temperature", None),
             "gate": router.gate.model_dump(),
             "threshold": router.gate.threshold,
             "fallback": fallback_name(router.fallback) if router.fallback is not None else None,
@@ -227,7 +206,8 @@ class ChatSLMRouter(BaseChatModel):
         params["ls_model_name"] = kwargs.get("model") or self.model_name
         params["ls_model_type"] = "chat"
         if slm is not None:
-            params["ls_temperature"] = slm.temperature
+            if getattr(slm, "temperature", None) is not None:
+                params["ls_temperature"] = slm.temperature
             params["ls_max_tokens"] = slm.max_new_tokens
         stops = stop if stop is not None else self.stop
         if stops:
@@ -429,19 +409,13 @@ class ChatSLMRouter(BaseChatModel):
             return
         result: RouteResult = part.result
         if result.stage != "llm":
-            from langchain_slm_router.router import _word_pieces
-
             text = _cut(result.answer, stops)
-            for piece in _word_pieces(text) if text else []:
+            for piece in word_pieces(text) if text else []:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(
             content="", response_metadata=self._metadata(result), usage_metadata=_usage(result),
             chunk_position="last",
         ))
-
-
-def _fields(model: BaseModel) -> dict[str, Any]:
-    return {name: getattr(model, name) for name in type(model).model_fields}
 
 
 def _child_config(run_manager: Any | None) -> RunnableConfig | None:
@@ -459,9 +433,7 @@ def _child_config(run_manager: Any | None) -> RunnableConfig | None:
 
 
 def _is_language_model(fallback: Any) -> bool:
-    from langchain_slm_router.fallback import _unwrap
-
-    return isinstance(_unwrap(fallback), BaseLanguageModel)
+    return isinstance(unwrap_fallback(fallback), BaseLanguageModel)
 
 
 def _cut(text: str, stops: list[str]) -> str:
@@ -491,11 +463,9 @@ def _answering_model(result: RouteResult) -> str:
 
 
 def _usage(result: RouteResult) -> UsageMetadata:
-    """Tokens of every model that ran for this answer (SLM draft included when it was escalated)."""
-    u = result.usage
-    inp = int(u.get("slm_input_tokens", 0)) + int(u.get("llm_input_tokens", 0))
-    out = int(u.get("slm_output_tokens", 0)) + int(u.get("llm_output_tokens", 0))
-    return UsageMetadata(input_tokens=inp, output_tokens=out, total_tokens=inp + out)
+    """Tokens of every model that ran for this answer (the route result's totals)."""
+    return UsageMetadata(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                         total_tokens=result.total_tokens)
 
 
 __all__ = ["ChatSLMRouter"]

@@ -85,7 +85,7 @@ def default_fallback(
                       async_client_kwargs=async_kwargs, **kwargs)
 
 
-def _unwrap(fallback: Any) -> Any:
+def unwrap_fallback(fallback: Any) -> Any:
     """The chat model under bindings and retries (``bind_tools``, ``with_retry``, ``with_config``)."""
     seen = 0
     while hasattr(fallback, "bound") and seen < 10:
@@ -96,7 +96,7 @@ def _unwrap(fallback: Any) -> Any:
 
 def fallback_name(fallback: Any) -> str:
     """A short name for traces: ``ChatOllama(mistral)``, ``ChatOpenAI(gpt-4o-mini)``, or the class name."""
-    inner = _unwrap(fallback)
+    inner = unwrap_fallback(fallback)
     model = next(
         (getattr(inner, attr) for attr in ("model", "model_name", "model_id") if isinstance(getattr(inner, attr, None), str)),
         None,
@@ -106,7 +106,7 @@ def fallback_name(fallback: Any) -> str:
 
 
 def _where(fallback: Any) -> tuple[str | None, str | None]:
-    inner = _unwrap(fallback)
+    inner = unwrap_fallback(fallback)
     model = getattr(inner, "model", None)
     base_url = getattr(inner, "base_url", None)
     if type(inner).__name__ == "ChatOllama":
@@ -169,7 +169,7 @@ def translate_error(exc: BaseException, fallback: Any) -> BaseException:
     name = fallback_name(fallback)
     kind = _kind(exc)
     detail = f"{type(exc).__name__}: {exc}".strip()
-    is_ollama = type(_unwrap(fallback)).__name__ == "ChatOllama"
+    is_ollama = type(unwrap_fallback(fallback)).__name__ == "ChatOllama"
     degrade = "Or pass on_fallback_error='return_slm' to get the SLM's answer, marked low_confidence, instead."
     if kind == "unavailable":
         if is_ollama:
@@ -313,5 +313,6 @@ __all__ = [
     "is_transient",
     "ollama_base_url",
     "translate_error",
+    "unwrap_fallback",
     "with_fallback_retry",
 ]

@@ -51,6 +51,10 @@ from langchain_slm_router.slm import LocalSLM, Overflow, SLMBackend, SLMGenerati
 from langchain_slm_router.trace import RouteResult
 
 
+#: The options :meth:`SLMRouter.with_options` takes besides the router's own fields.
+ROUTER_OPTIONS = ("threshold", "max_tokens", "temperature", "overflow")
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
@@ -174,6 +178,26 @@ class SLMRouter(BaseModel):
             core["slm"] = type(slm).model_validate({**{k: getattr(slm, k) for k in type(slm).model_fields},
                                                     **slm_updates})
         return type(self)(**core)
+
+    @classmethod
+    def from_options(cls, router: SLMRouter | dict[str, Any] | None = None, **options: Any) -> SLMRouter:
+        """``router.with_options(**options)``, or a router built from ``options`` when ``router`` is ``None``.
+
+        This is how both integrations turn their construction arguments (``router=``, ``threshold``,
+        ``max_tokens``, ``temperature``, ``overflow``, any :class:`SLMRouter` field, and ``max_retries`` as an alias
+        of ``fallback_retries``) into the router they wrap.
+        ``threshold``, ``max_tokens``, ``temperature`` and ``overflow`` set to ``None`` are left alone; a field set
+        to ``None`` is ``None`` (``fallback=None``: no fallback).
+        """
+        options = {k: v for k, v in options.items() if v is not None or k not in (*ROUTER_OPTIONS, "max_retries")}
+        if "max_retries" in options:  # LangChain's and LlamaIndex's usual name for it
+            options.setdefault("fallback_retries", options.pop("max_retries"))
+        if router is None:
+            fields = {k: options.pop(k) for k in list(options) if k in cls.model_fields}
+            router = cls(**fields)
+        elif not isinstance(router, SLMRouter):
+            router = cls.model_validate(router)
+        return router.with_options(**options) if options else router
 
     # ------------------------------------------------------------------ public API
     def route(
@@ -417,7 +441,7 @@ class SLMRouter(BaseModel):
     # ------------------------------------------------------------------ streaming helpers
     def _stream_done(self, job: _Job) -> Iterator[StreamPart]:
         result = self._unwrap(self._collect([job], True)[0])
-        pieces = _word_pieces(result.answer)
+        pieces = word_pieces(result.answer)
         for piece in pieces[:-1]:
             yield StreamPart(text=piece)
         yield StreamPart(text=pieces[-1] if pieces else "", result=result)
@@ -524,7 +548,7 @@ class SLMRouter(BaseModel):
         return item
 
 
-def _word_pieces(text: str) -> list[str]:
+def word_pieces(text: str) -> list[str]:
     """Split text into pieces that concatenate back to it exactly (each word with its leading space)."""
     pieces: list[str] = []
     for i, word in enumerate(text.split(" ")):
@@ -537,4 +561,4 @@ def _chunk_text(chunk: Any) -> str:
     return text if isinstance(text, str) else str(text)
 
 
-__all__ = ["SLMRouter", "StreamPart"]
+__all__ = ["ROUTER_OPTIONS", "SLMRouter", "StreamPart", "word_pieces"]

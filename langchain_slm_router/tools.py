@@ -15,6 +15,9 @@ type is a union that ``as_tool`` cannot turn into arguments)::
         name="ask_router", description="...", arg_types={"question": str})
 
 these helpers add the descriptions an agent's model needs, a one-field argument schema, and the trace as artifact.
+
+The names, descriptions, argument and decline message come from :mod:`langchain_slm_router.tool_specs`, which the
+LlamaIndex tools (:mod:`llama_index_integration.tools`) use too.
 """
 
 from __future__ import annotations
@@ -25,35 +28,34 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from langchain_slm_router.math_engine import MathEngine
-
-MATH_TOOL_DESCRIPTION = (
-    "Exact math with sympy. Input: one math question or expression in plain words or notation, e.g. "
-    "'17 * 23 + 4', 'solve 3x - 7 = 20', 'derivative of x^2*cos(x)', 'integrate x*sin(x)', 'factor x^2 - 5x + 6', "
-    "'what is 15% of 240', 'sqrt(50)'. Returns the exact answer, or says that the input is not math it can solve "
-    "(it never guesses). Use it for any calculation instead of computing in your head."
-)
-
-ROUTER_TOOL_DESCRIPTION = (
-    "Answer a self-contained question cheaply: exact math is solved by sympy, simple factual or general questions "
-    "by a small local model when it is confident, and harder ones by a large model. Input: the full question in "
-    "one sentence, with any needed context. Returns the answer text."
+from langchain_slm_router.tool_specs import (
+    MATH_QUESTION_DESCRIPTION,
+    MATH_TOOL_DESCRIPTION,
+    MATH_TOOL_NAME,
+    ROUTER_QUESTION_DESCRIPTION,
+    ROUTER_TOOL_DESCRIPTION,
+    ROUTER_TOOL_NAME,
+    aask_router,
+    ask_router,
+    core_router,
+    solve_math,
 )
 
 
 class MathToolInput(BaseModel):
     """Arguments of the math tool."""
 
-    query: str = Field(description="The math question or expression, e.g. 'solve 3x - 7 = 20'.")
+    question: str = Field(description=MATH_QUESTION_DESCRIPTION)
 
 
 class RouterToolInput(BaseModel):
     """Arguments of the router tool."""
 
-    question: str = Field(description="The complete question to answer, with any context it needs.")
+    question: str = Field(description=ROUTER_QUESTION_DESCRIPTION)
 
 
 def make_math_tool(
-    engine: MathEngine | None = None, *, name: str = "calculator", description: str = MATH_TOOL_DESCRIPTION
+    engine: MathEngine | None = None, *, name: str = MATH_TOOL_NAME, description: str = MATH_TOOL_DESCRIPTION
 ) -> BaseTool:
     """The math engine as a LangChain tool (``content_and_artifact``: the answer text, and the engine's result).
 
@@ -64,12 +66,8 @@ def make_math_tool(
     """
     engine = engine or MathEngine()
 
-    def _solve(query: str) -> tuple[str, dict[str, Any]]:
-        result = engine.explain(query)
-        if hasattr(result, "answer"):
-            return str(result.answer), result.model_dump()
-        return (f"Not solved: the input is not math this calculator can solve exactly ({result.reason}).",
-                result.model_dump())
+    def _solve(question: str) -> tuple[str, dict[str, Any]]:
+        return solve_math(engine, question)
 
     return StructuredTool.from_function(
         func=_solve, name=name, description=description, args_schema=MathToolInput,
@@ -78,25 +76,23 @@ def make_math_tool(
 
 
 def make_router_tool(
-    router: Any, *, name: str = "ask_router", description: str = ROUTER_TOOL_DESCRIPTION
+    router: Any | None = None, *, name: str = ROUTER_TOOL_NAME, description: str = ROUTER_TOOL_DESCRIPTION
 ) -> BaseTool:
     """The whole router as a LangChain tool (``content_and_artifact``: the answer, and the route trace).
 
     Args:
         router: a :class:`~langchain_slm_router.chat_model.ChatSLMRouter` or a core
-            :class:`~langchain_slm_router.router.SLMRouter`.
+            :class:`~langchain_slm_router.router.SLMRouter`; a default router when omitted.
         name: the tool name the agent's model sees.
         description: what the model reads to decide when to call it.
     """
-    core = getattr(router, "router", router)
+    core = core_router(router)
 
     def _ask(question: str) -> tuple[str, dict[str, Any]]:
-        result = core.route(question)
-        return result.answer, result.trace()
+        return ask_router(core, question)
 
     async def _aask(question: str) -> tuple[str, dict[str, Any]]:
-        result = await core.aroute(question)
-        return result.answer, result.trace()
+        return await aask_router(core, question)
 
     return StructuredTool.from_function(
         func=_ask, coroutine=_aask, name=name, description=description, args_schema=RouterToolInput,
@@ -105,7 +101,7 @@ def make_router_tool(
 
 
 math_tool: BaseTool = make_math_tool()
-"""A ready-made math tool named ``calculator`` over a default :class:`MathEngine`."""
+"""A ready-made math tool (named :data:`~langchain_slm_router.tool_specs.MATH_TOOL_NAME`) over a default engine."""
 
 __all__ = [
     "MATH_TOOL_DESCRIPTION",

@@ -60,6 +60,21 @@ class RouteResult(BaseModel):
     llm_message: Any = Field(default=None, exclude=True, repr=False)
     """The fallback's own ``AIMessage`` (tool calls, metadata), when it answered; not serialised."""
 
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens of every model that ran (the SLM's included when its draft was escalated)."""
+        return int(self.usage.get("slm_input_tokens", 0)) + int(self.usage.get("llm_input_tokens", 0))
+
+    @property
+    def output_tokens(self) -> int:
+        """Generated tokens of every model that ran (the SLM's draft included when it was escalated)."""
+        return int(self.usage.get("slm_output_tokens", 0)) + int(self.usage.get("llm_output_tokens", 0))
+
+    @property
+    def total_tokens(self) -> int:
+        """``input_tokens + output_tokens``: the one token total both integrations report."""
+        return self.input_tokens + self.output_tokens
+
     def trace(self) -> dict[str, Any]:
         """The trace as a JSON-ready dict (everything except the raw fallback message)."""
         return self.model_dump(mode="json")

@@ -49,7 +49,7 @@ pass ``escalate="reason"`` (and optionally ``fallback=`` another LangChain chat 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -67,18 +67,25 @@ from llama_index.core.base.llms.types import (
     TextBlock,
     ToolCallBlock,
 )
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
 
 from langchain_slm_router.errors import InvalidQueryError
-from langchain_slm_router.router import SLMRouter, StreamPart
+from langchain_slm_router.router import ROUTER_OPTIONS, SLMRouter, StreamPart
 from langchain_slm_router.trace import RouteResult
 
-#: Keyword arguments of :class:`~langchain_slm_router.router.SLMRouter` accepted by :class:`SLMRouterLLM`
-#: directly (``SLMRouterLLM(fallback=..., gate=...)`` builds the router).
-ROUTER_FIELDS = frozenset(SLMRouter.model_fields)
+#: Keyword arguments of :class:`SLMRouterLLM` that configure the router (:meth:`SLMRouter.from_options`): its
+#: fields, ``threshold``, ``max_tokens``, ``temperature``, ``overflow`` and ``max_retries``; the same as
+#: :class:`~langchain_slm_router.chat_model.ChatSLMRouter` accepts.
+ROUTER_FIELDS = frozenset({*SLMRouter.model_fields, *ROUTER_OPTIONS, "max_retries"})
 
 _ROUTE_KWARGS = ("escalate", "fallback")
 #: Prompt tokens kept back for the SLM's chat template (role markers, default system prompt's wrapping).
@@ -163,13 +170,13 @@ def to_langchain_messages(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
 
 
 def response_trace(result: RouteResult) -> dict[str, Any]:
-    """The trace dict for ``raw`` / ``additional_kwargs``; ``usage`` gains LlamaIndex's token-count keys."""
+    """The trace dict for ``raw`` / ``additional_kwargs``; ``usage`` gains LlamaIndex's token-count keys.
+
+    The totals are the route result's (:attr:`RouteResult.input_tokens` ...), the ones ``ChatSLMRouter`` reports.
+    """
     trace = result.trace()
-    usage = dict(trace.get("usage") or {})
-    prompt = usage.get("slm_input_tokens", 0) + usage.get("llm_input_tokens", 0)
-    completion = usage.get("slm_output_tokens", 0) + usage.get("llm_output_tokens", 0)
-    usage.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
-    trace["usage"] = usage
+    trace["usage"] = {**(trace.get("usage") or {}), "prompt_tokens": result.input_tokens,
+                      "completion_tokens": result.output_tokens, "total_tokens": result.total_tokens}
     return trace
 
 
@@ -183,9 +190,11 @@ class SLMRouterLLM(LLM):
     instrumentation event handlers (``LLMChatStartEvent``, ``LLMCompletionEndEvent``, ...) see each of them.
 
     Args:
-        router: the router to wrap. When omitted, one is built from the other keyword arguments that are
-            :class:`SLMRouter` fields (``slm``, ``math_engine``, ``gate``, ``fallback``, ``on_fallback_error``,
-            ``fallback_retries``, ``max_query_chars``).
+        router: the router to wrap (default: a new :class:`SLMRouter`).
+        threshold, max_tokens, temperature, overflow, max_retries and any :class:`SLMRouter` field (``slm``,
+            ``math_engine``, ``gate``, ``fallback``, ``on_fallback_error``, ``fallback_retries``,
+            ``max_query_chars``): applied to ``router`` with :meth:`SLMRouter.from_options`, exactly as
+            :class:`~langchain_slm_router.chat_model.ChatSLMRouter` applies them.
         context_window: the window reported to LlamaIndex, in tokens; default
             ``context_fraction * (slm.max_input_tokens - 32) + num_output``, so that RAG prompts fit the SLM whole.
         num_output: the answer length reported to LlamaIndex; default the SLM's ``max_new_tokens``.
@@ -217,14 +226,8 @@ class SLMRouterLLM(LLM):
     )
 
     def __init__(self, router: SLMRouter | None = None, **kwargs: Any) -> None:
-        router_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ROUTER_FIELDS}
-        if router is not None and router_kwargs:
-            raise ValueError(
-                f"Pass either router= or router fields ({', '.join(sorted(router_kwargs))}), not both."
-            )
-        if router is None:
-            router = SLMRouter(**router_kwargs)
-        super().__init__(router=router, **kwargs)
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ROUTER_FIELDS}
+        super().__init__(router=SLMRouter.from_options(router, **options), **kwargs)
 
     @classmethod
     def class_name(cls) -> str:
@@ -253,12 +256,8 @@ class SLMRouterLLM(LLM):
 
     @property
     def model_name(self) -> str:
-        """``slm-router(<slm>-><fallback>)``, e.g. ``slm-router(SmolLM2-135M-Instruct->mistral)``."""
-        from langchain_slm_router.fallback import fallback_name
-
-        slm = self.router.slm.model_name if self.router.slm is not None else "none"
-        fallback = fallback_name(self.router.fallback) if self.router.fallback is not None else "none"
-        return f"slm-router({slm}->{fallback})"
+        """The pipeline's name (:attr:`SLMRouter.display_name`), e.g. ``slm-router:SmolLM2-135M-Instruct+ChatOllama(mistral)``."""
+        return self.router.display_name
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -267,41 +266,20 @@ class SLMRouterLLM(LLM):
         return {k: kwargs[k] for k in _ROUTE_KWARGS if kwargs.get(k) is not None}
 
     @staticmethod
-    def _prompt_messages(prompt: str) -> list[BaseMessage]:
-        return [HumanMessage(content=prompt)]
-
-    @staticmethod
-    def _chat_response(result: RouteResult) -> ChatResponse:
+    def _chat_response(result: RouteResult, delta: str | None = None) -> ChatResponse:
+        """The answer with its trace in ``raw`` and ``additional_kwargs``."""
         trace = response_trace(result)
-        return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=result.answer),
-            raw=trace,
-            additional_kwargs=trace,
-        )
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=result.answer), delta=delta,
+                            raw=trace, additional_kwargs=trace)
 
-    @staticmethod
-    def _completion_response(result: RouteResult) -> CompletionResponse:
-        trace = response_trace(result)
-        return CompletionResponse(text=result.answer, raw=trace, additional_kwargs=trace)
-
-    @staticmethod
-    def _chat_part(text: str, part: StreamPart) -> ChatResponse:
-        if part.result is None:
+    @classmethod
+    def _part_response(cls, text: str, part: StreamPart) -> ChatResponse | None:
+        """The stream response for one router part (``text``: the answer so far); the last one has the trace."""
+        if part.result is not None:
+            return cls._chat_response(part.result, delta=part.text)
+        if part.text:
             return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=part.text)
-        trace = response_trace(part.result)
-        return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=part.result.answer),
-            delta=part.text,
-            raw=trace,
-            additional_kwargs=trace,
-        )
-
-    @staticmethod
-    def _completion_part(text: str, part: StreamPart) -> CompletionResponse:
-        if part.result is None:
-            return CompletionResponse(text=text, delta=part.text)
-        trace = response_trace(part.result)
-        return CompletionResponse(text=part.result.answer, delta=part.text, raw=trace, additional_kwargs=trace)
+        return None
 
     # ------------------------------------------------------------------ structured output
     @staticmethod
@@ -339,17 +317,54 @@ class SLMRouterLLM(LLM):
         )
 
     # ------------------------------------------------------------------ chat
+    # The undecorated chat methods do the work; the public ones add LlamaIndex's callbacks, and the completion
+    # methods are derived from the undecorated ones with LlamaIndex's own helpers (as llama-index-llms-ollama and
+    # -openai do), so that a completion fires completion events only and carries the same trace.
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        result = self.router.route(to_langchain_messages(messages), **self._route_kwargs(kwargs))
+        return self._chat_response(result)
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        result = await self.router.aroute(to_langchain_messages(messages), **self._route_kwargs(kwargs))
+        return self._chat_response(result)
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        lc_messages = to_langchain_messages(messages)
+        route_kwargs = self._route_kwargs(kwargs)
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            for part in self.router.stream(lc_messages, **route_kwargs):
+                text += part.text
+                response = self._part_response(text, part)
+                if response is not None:
+                    yield response
+
+        return gen()
+
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        lc_messages = to_langchain_messages(messages)
+        route_kwargs = self._route_kwargs(kwargs)
+
+        async def gen() -> AsyncIterator[ChatResponse]:
+            text = ""
+            async for part in self.router.astream(lc_messages, **route_kwargs):
+                text += part.text
+                response = self._part_response(text, part)
+                if response is not None:
+                    yield response
+
+        return gen()
+
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Route a conversation; the answer's message is the assistant's, the trace is in ``raw``."""
-        result = self.router.route(to_langchain_messages(messages), **self._route_kwargs(kwargs))
-        return self._chat_response(result)
+        return self._chat(messages, **kwargs)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async :meth:`chat` (the SLM runs in a worker thread, the fallback through ``ainvoke``)."""
-        result = await self.router.aroute(to_langchain_messages(messages), **self._route_kwargs(kwargs))
-        return self._chat_response(result)
+        return await self._achat(messages, **kwargs)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -359,77 +374,35 @@ class SLMRouterLLM(LLM):
         answer to decide) and then arrive as word pieces; an escalated answer streams the fallback's tokens as
         they come. The last response carries the trace.
         """
-        lc_messages = to_langchain_messages(messages)
-        route_kwargs = self._route_kwargs(kwargs)
-
-        def gen() -> ChatResponseGen:
-            text = ""
-            for part in self.router.stream(lc_messages, **route_kwargs):
-                text += part.text
-                if part.text or part.result is not None:
-                    yield self._chat_part(text, part)
-
-        return gen()
+        return self._stream_chat(messages, **kwargs)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
-        lc_messages = to_langchain_messages(messages)
-        route_kwargs = self._route_kwargs(kwargs)
+        return await self._astream_chat(messages, **kwargs)
 
-        async def gen() -> AsyncIterator[ChatResponse]:
-            text = ""
-            async for part in self.router.astream(lc_messages, **route_kwargs):
-                text += part.text
-                if part.text or part.result is not None:
-                    yield self._chat_part(text, part)
-
-        return gen()
-
-    # ------------------------------------------------------------------ completion
+    # ------------------------------------------------------------------ completion (derived from chat)
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Route a prompt (sent as one user message); the trace is in ``additional_kwargs`` and ``raw``."""
-        result = self.router.route(self._prompt_messages(prompt), **self._route_kwargs(kwargs))
-        return self._completion_response(result)
+        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Async :meth:`complete`."""
-        result = await self.router.aroute(self._prompt_messages(prompt), **self._route_kwargs(kwargs))
-        return self._completion_response(result)
+        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         """Stream a prompt's answer (see :meth:`stream_chat` for what arrives when)."""
-        messages = self._prompt_messages(prompt)
-        route_kwargs = self._route_kwargs(kwargs)
-
-        def gen() -> Iterator[CompletionResponse]:
-            text = ""
-            for part in self.router.stream(messages, **route_kwargs):
-                text += part.text
-                if part.text or part.result is not None:
-                    yield self._completion_part(text, part)
-
-        return gen()
+        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
-        messages = self._prompt_messages(prompt)
-        route_kwargs = self._route_kwargs(kwargs)
-
-        async def gen() -> AsyncIterator[CompletionResponse]:
-            text = ""
-            async for part in self.router.astream(messages, **route_kwargs):
-                text += part.text
-                if part.text or part.result is not None:
-                    yield self._completion_part(text, part)
-
-        return gen()
+        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
 
 
 __all__ = ["CHAT_TEMPLATE_TOKENS", "ROUTER_FIELDS", "SLMRouterLLM", "response_trace", "to_langchain_messages"]

@@ -269,7 +269,7 @@ async def test_react_agent_with_the_router_as_its_llm(llm, index, events) -> Non
     assert str(result.response.content or "").strip() and outputs
     first_prompt = events.of(LLMChatStartEvent)[0].messages
     assert first_prompt[0].role.value == "system"
-    assert "slm_router" in first_prompt[0].content and "local_docs" in first_prompt[0].content  # ReAct header
+    assert "ask_router" in first_prompt[0].content and "local_docs" in first_prompt[0].content  # ReAct header
     assert first_prompt[-1].content == "How much does a Brightwater ferry ticket cost?"
     assert all(o.raw["stage"] in STAGES for o in outputs)  # each agent step carries the route trace
 
@@ -316,9 +316,9 @@ async def test_router_and_rag_engine_as_agent_tools(llm, index) -> None:
     assert direct.content.strip()
 
     answer, calls = await _run_tool_agent(
-        tool, ScriptedReActLLM(action="slm_router", action_input={"question": "integrate x*sin(x)"}),
+        tool, ScriptedReActLLM(action="ask_router", action_input={"question": "integrate x*sin(x)"}),
         "What is the integral of x sin x?")
-    assert [c.tool_name for c in calls] == ["slm_router"]
+    assert [c.tool_name for c in calls] == ["ask_router"]
     assert calls[0].tool_output.content == "-x*cos(x) + sin(x) + C" == answer  # the router's exact answer
 
     engine_tool = QueryEngineTool.from_defaults(index.as_query_engine(llm=llm, similarity_top_k=1),

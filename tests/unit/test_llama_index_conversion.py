@@ -100,21 +100,21 @@ def test_metadata_fits_the_slm_budget() -> None:
     assert meta.is_chat_model and not meta.is_function_calling_model
     assert meta.num_output == 32
     assert meta.context_window == int((1000 - 32) * 0.85) + 32
-    assert meta.model_name == "slm-router(SmolLM2-135M-Instruct->none)"
+    assert meta.model_name == "slm-router:SmolLM2-135M-Instruct+no-fallback"
     custom = SLMRouterLLM(slm=LocalSLM(), fallback=None, context_window=700, num_output=20, context_fraction=0.5)
     assert (custom.metadata.context_window, custom.metadata.num_output) == (700, 20)
     assert SLMRouterLLM(slm=LocalSLM(max_input_tokens=400), fallback=None,
                         context_fraction=0.5).metadata.context_window == 184 + 64
 
 
-def test_router_fields_build_the_router_and_conflicts_are_rejected() -> None:
+def test_router_fields_build_the_router_or_apply_to_the_given_one() -> None:
     gate = GatePolicy(min_mean_prob=0.8)
     llm = SLMRouterLLM(gate=gate, fallback=None, slm=LocalSLM(overflow="truncate"))
     assert llm.router.gate is gate and llm.router.fallback is None and llm.router.slm.overflow == "truncate"
     router = SLMRouter(fallback=None)
     assert SLMRouterLLM(router=router).router is router
-    with pytest.raises(ValueError, match="not both"):
-        SLMRouterLLM(router=router, gate=gate)
+    applied = SLMRouterLLM(router=router, gate=gate, max_tokens=12).router
+    assert applied.gate is gate and applied.slm.max_new_tokens == 12 and router.slm.max_new_tokens == 64
     assert "ChatOllama(mistral)" in SLMRouterLLM().metadata.model_name  # default fallback, not contacted
     assert SLMRouterLLM.class_name() == "SLMRouterLLM"
     assert "router" not in llm.to_dict()  # the weights and clients are not serialised
@@ -147,7 +147,7 @@ def test_only_router_options_are_passed_per_call() -> None:
 
 def test_tools_describe_themselves_and_math_tool_is_exact() -> None:
     tool = router_tool(SLMRouter(fallback=None))
-    assert tool.metadata.name == "slm_router" and "question" in tool.metadata.fn_schema_str
+    assert tool.metadata.name == "ask_router" and "question" in tool.metadata.fn_schema_str
     math = math_tool()
     assert math.call(question="What is 17 * 23 + 4?").content == "395"
-    assert "Not a math question" in math.call(question="Who wrote Hamlet?").content
+    assert "not math this calculator can solve" in math.call(question="Who wrote Hamlet?").content
