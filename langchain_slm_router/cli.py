@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from langchain_slm_router.evaluation.calibration import CalibrationTarget
     from langchain_slm_router.evaluation.datasets import DATASET_NAMES, load_dataset
     from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harness, HarnessConfig
-    from langchain_slm_router.evaluation.report import markdown, plot, write_json
+    from langchain_slm_router.evaluation.report import calibration_text, markdown, plot, write_json
     from langchain_slm_router.evaluation.summary import summarize_dataset
     from langchain_slm_router.gates import DEFAULT_THRESHOLD
     from langchain_slm_router.slm import LocalSLM
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 print(markdown([summary]), flush=True)
                 plot(summary, out / f"quality_vs_llm_{name}.png")
             else:
-                print(_calibration_text(summary), flush=True)
+                print(calibration_text(summary), flush=True)
             write_json(out / ("results.json" if args.command == "eval" else "calibration.json"), summaries,
                        all_records, meta)
         header = (f"SLM {slm.model_name} ({_fmt_speed(meta['slm_tokens_per_s'])}); LLM {llm.description} "
@@ -225,21 +225,13 @@ def run(args: argparse.Namespace) -> int:
                   f"calibration target: {target.describe()}.\n")
         (out / ("report.md" if args.command == "eval" else "calibration.md")).write_text(
             header + "\n" + (markdown(summaries) if args.command == "eval" else
-                             "\n\n".join(_calibration_text(s) for s in summaries)) + "\n", encoding="utf-8")
+                             "\n\n".join(calibration_text(s) for s in summaries)) + "\n", encoding="utf-8")
         print(header, file=sys.stderr)
     return 0
 
 
 def _fmt_speed(tps: float | None) -> str:
     return "speed n/a" if tps is None else f"{tps:.1f} tokens/s measured"
-
-
-def _calibration_text(summary: Any) -> str:
-    from langchain_slm_router.evaluation.report import calibration_line
-
-    line = calibration_line(summary) or "no calibration (a threshold was given)"
-    return f"### {summary.dataset}\n\n{line}\n\nUse it: SLMRouter(gate=GatePolicy(min_mean_prob=" \
-           f"{summary.calibrated_threshold:.3f}))" if summary.calibrated_threshold is not None else line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,6 @@ sympy computes it, so ``9^9^9^9`` or ``factorial(10^9)`` never start).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,11 +161,6 @@ class _Parser:
     # -- helpers -------------------------------------------------------------------------------------------
     def peek(self) -> Token | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def take(self) -> Token:
-        tok = self.toks[self.i]
-        self.i += 1
-        return tok
 
     def expect_op(self, op: str) -> None:
         tok = self.peek()
@@ -368,8 +362,3 @@ def parse_operand(text: str, limits: ParseLimits) -> ParsedExpr:
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
         raise ParseDecline("undefined value (division by zero or similar)")
     return ParsedExpr(expr=expr, top=top, ops=parser.ops, has_decimal=parser.has_decimal, tokens=len(tokens))
-
-
-def digits_estimate(e: sp.Expr) -> float:
-    """Decimal digits of the largest rational coefficient in ``e`` (for diagnostics)."""
-    return _bits(e) * math.log10(2)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-SignalName = Literal["mean_prob", "min_prob", "mean_entropy", "mean_logprob", "length"]
 
 #: Signals for which a *higher* value means *more* confident.
 HIGHER_IS_CONFIDENT: dict[str, bool] = {
@@ -63,9 +60,3 @@ class ConfidenceSignals(BaseModel):
             mean_logprob=min(0.0, sum(logps) / n),
             length=n,
         )
-
-    def get(self, name: str) -> float:
-        """Value of the signal called ``name`` (one of :data:`SignalName`)."""
-        if name not in HIGHER_IS_CONFIDENT:
-            raise ValueError(f"unknown signal {name!r}; expected one of {sorted(HIGHER_IS_CONFIDENT)}")
-        return float(getattr(self, name))

@@ -21,7 +21,6 @@ Python API::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -123,10 +122,6 @@ def calibrate(calib_records: Sequence[Record], eval_records: Sequence[Record],
     return CalibrationResult(choice=choice, heldout_quality=quality, heldout_llm_share=share,
                              heldout_llm_quality=llm_q, heldout_n=len(eval_records),
                              heldout_met=_meets(target, quality, share, llm_q))
-
-
-def result_dict(result: CalibrationResult) -> dict[str, Any]:
-    return result.model_dump(mode="json")
 
 
 __all__ = ["CalibrationResult", "CalibrationTarget", "ThresholdChoice", "calibrate", "choose_threshold"]

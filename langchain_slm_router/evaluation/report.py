@@ -58,6 +58,15 @@ def calibration_line(summary: DatasetSummary) -> str:
             f"{_pct(cal.heldout_llm_share, 0)} (target {'met' if cal.heldout_met else 'not met'} on held-out data).")
 
 
+def calibration_text(summary: DatasetSummary) -> str:
+    """The calibration section of one data set: its heading, the calibration line, and how to use the threshold."""
+    line = calibration_line(summary) or "no calibration (a threshold was given)"
+    text = f"### {summary.dataset}\n\n{line}"
+    if summary.calibrated_threshold is not None:
+        text += f"\n\nUse it: SLMRouter().with_options(threshold={summary.calibrated_threshold:.3f})"
+    return text
+
+
 def markdown(summaries: Sequence[DatasetSummary], header: str = "") -> str:
     """The Markdown report of all data sets."""
     out = [header] if header else []
@@ -118,4 +127,4 @@ def plot(summary: DatasetSummary, path: Path, title: str | None = None) -> Path:
     return path
 
 
-__all__ = ["auroc_line", "calibration_line", "markdown", "plot", "systems_table", "write_json"]
+__all__ = ["auroc_line", "calibration_line", "calibration_text", "markdown", "plot", "systems_table", "write_json"]

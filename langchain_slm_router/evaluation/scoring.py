@@ -219,7 +219,7 @@ def _math_candidates(reply: str) -> list[str]:
 
 def math_answers_match(got: str, expected: str) -> bool:
     """Symbolic comparison of an answer with a sympy-checked reference answer string."""
-    from langchain_slm_router.evaluation._symbolic import answers_match
+    from langchain_slm_router.evaluation.symbolic import answers_match
 
     return answers_match(got, expected)
 

@@ -104,7 +104,8 @@ def test_second_run_is_served_from_cache_and_calibrate_agrees(run_dir, data_dir:
     for a, c in zip(first["summaries"], cal["summaries"]):
         assert c["calibration"]["choice"]["threshold"] == a["calibrated_threshold"]
         assert c["calibration"]["heldout_n"] == a["n"]
-    assert "GatePolicy(min_mean_prob=" in (out3 / "calibration.md").read_text()
+    calibration_md = (out3 / "calibration.md").read_text()
+    assert "SLMRouter().with_options(threshold=" in calibration_md and "\n### " in calibration_md
 
 
 def test_bad_arguments_fail_clearly(data_dir: Path, tmp_path: Path) -> None:

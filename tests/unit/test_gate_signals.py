@@ -57,8 +57,3 @@ def test_entropy_length_and_finished_checks() -> None:
     assert not GatePolicy(min_mean_prob=None, max_length=5).decide_signals(s).keep
     assert not GatePolicy(require_finished=True).decide_signals(s, finished=False).keep
     assert GatePolicy(require_finished=True).decide_signals(s, finished=True).keep
-
-
-def test_get_unknown_signal_raises() -> None:
-    with pytest.raises(ValueError):
-        sig([0.5]).get("confidence")
