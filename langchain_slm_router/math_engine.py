@@ -142,6 +142,11 @@ _WORD_OPS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) fo
     (r"\b(?:raised\s+)?to\s+the\s+power\s+of\b", "^"),
     (r"\bsquared\b", "^2"),
     (r"\bcubed\b", "^3"),
+    (r"\bto\s+the\s+(\d{1,4})(?:st|nd|rd|th)(?:\s+power)?\b", r"^\1"),   # "5 to the 6th power"
+    (r"\bto\s+the\s+power\s+(?=[\d(])", "^"),                             # "3 to the power 9"
+    (r"(?<![a-z])(\d+)\s+factorial\b", r"\1!"),                           # "9 factorial"
+    (r"\bfactorial\s+of\b", "factorial"),                                  # "factorial of 9"
+    (r"\bsqrt\s+of\b", "square root of"),
 ))
 _LEADING = re.compile(r"^(?:(?:please|kindly|hey|hi|ok|okay)\s*,?\s+|(?:can|could|would|will)\s+you\s+"
                       r"(?:please\s+)?|(?:tell\s+me|help\s+me|i\s+need\s+to|i\s+want\s+to)\s+)+")
@@ -174,6 +179,7 @@ _P_PERCENT = (
 _P_PERCENT_OF = (
     re.compile(r"^(?:what|which)\s+(?:percent|percentage)\s+of\s+(?P<e>.+?)\s+is\s+(?P<p>.+)$"),
     re.compile(r"^(?P<p>.+?)\s+is\s+what\s+(?:percent|percentage)\s+of\s+(?P<e>.+)$"),
+    re.compile(r"^(?P<p>.+?)\s+out\s+of\s+(?P<e>.+?)\s+is\s+what\s+(?:percent|percentage)$"),
 )
 _P_EQUATION = (
     re.compile(r"^solve\s+for\s+(?P<v>[a-z])\s*(?::|,|\s+in|\s+if|\s+where|\s+given)?\s+(?P<e>.+)$"),
@@ -183,7 +189,51 @@ _P_EQUATION = (
     re.compile(rf"^(?:{_EVAL}\s+|what\s+are\s+)?(?:the\s+)?(?:roots?|solutions?|zeros|zeroes)\s+(?:of|to|for)\s+"
                rf"(?:the\s+(?:equation|polynomial)\s+)?(?P<e>.+?)(?:\s+for\s+(?P<v>[a-z]))?$"),
 )
-_P_EVAL = re.compile(rf"^{_EVAL}\s*:?\s+(?P<e>.+)$")
+_P_EVAL = re.compile(rf"^{_EVAL}\s*:?\s+(?:the\s+)?(?P<e>.+)$")
+
+# Everyday phrasings ("two thirds of 90", "if 3x + 5 = 20, what is x", "7 choose 3", "the average of 3, 5 and 10",
+# "increase 80 by 15%", "the sum of 4 and 5", "double 17", "17 mod 5", "gcd of 12 and 18"). Every captured part
+# still has to parse completely with the whitelist grammar; the words themselves are fixed alternatives.
+_FRACTION_NUMERATORS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+                        "seven": 7, "eight": 8, "nine": 9}
+_FRACTION_DENOMINATORS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4,
+                          "fourth": 4, "fourths": 4, "fifth": 5, "fifths": 5, "sixth": 6, "sixths": 6,
+                          "seventh": 7, "sevenths": 7, "eighth": 8, "eighths": 8, "ninth": 9, "ninths": 9,
+                          "tenth": 10, "tenths": 10}
+_FRACTION = (rf"(?:(?P<num>{'|'.join(_FRACTION_NUMERATORS)})\s+)?(?P<den>{'|'.join(_FRACTION_DENOMINATORS)})"
+             r"|(?P<frac>\d+\s*/\s*\d+)")
+_P_FRACTION_OF = re.compile(rf"^(?:{_EVAL}\s+)?(?:{_FRACTION})\s+of\s+(?P<e>.+)$")
+_P_IF_EQUATION = re.compile(rf"^(?:if|given(?:\s+that)?)\s+(?P<e>[^,]+=[^,]+?)\s*(?:,\s*|\s+)(?:then\s+)?"
+                            rf"(?:{_EVAL}|solve\s+for)\s+(?:the\s+value\s+of\s+)?(?P<v>[a-z])$")
+_P_CHOOSE = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?P<n>\d+)\s+choose\s+(?P<k>\d+)$"),
+    re.compile(r"^(?:in\s+)?how\s+many\s+ways\s+can\s+(?:you|we|i|one)\s+(?:choose|pick|select)\s+(?P<k>\d+)\s+"
+               r"(?:from|out\s+of)\s+(?P<n>\d+)$"),
+)
+_P_AVERAGE = re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?:average|mean)\s+of\s+(?P<list>.+)$")
+_P_WORD_ARITH = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?P<op>sum|product)\s+of\s+(?P<a>.+?)\s+and\s+(?P<b>.+)$"),
+    re.compile(r"^(?P<op>add)\s+(?P<a>.+?)\s+and\s+(?P<b>.+)$"),
+    re.compile(r"^(?P<op>multiply)\s+(?P<a>.+?)\s+(?:by|and)\s+(?P<b>.+)$"),
+)
+_P_SQUARE_OF = re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?P<k>square|cube)\s+of\s+(?P<e>.+)$")
+_P_MULTIPLE = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?P<m>double|twice|triple)\s+(?P<e>.+)$"),
+    re.compile(rf"^(?:{_EVAL}\s+)?(?P<e>.+?)\s+(?P<m>doubled)$"),
+)
+_MULTIPLES = {"double": 2, "twice": 2, "doubled": 2, "triple": 3}
+_P_REMAINDER = (
+    re.compile(rf"^(?:{_EVAL}\s+)?(?P<a>.+?)\s+mod(?:ulo)?\s+(?P<b>.+)$"),
+    re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?remainder\s+when\s+(?P<a>.+?)\s+is\s+/\s*(?P<b>.+)$"),
+)
+_P_GCD = re.compile(rf"^(?:{_EVAL}\s+)?(?:the\s+)?(?P<f>gcd|lcm|greatest\s+common\s+divisor|least\s+common\s+multiple)"
+                    rf"\s+of\s+(?P<list>.+)$")
+_P_PERCENT_CHANGE = (
+    re.compile(r"^(?P<dir>increase|decrease)\s+(?P<x>.+?)\s+by\s+(?P<p>.+?)\s*(?:%|\s+percent)$"),
+    re.compile(rf"^(?:{_EVAL}\s+)?(?P<x>.+?)\s+(?P<dir>increased|decreased)\s+by\s+(?P<p>.+?)\s*(?:%|\s+percent)$"),
+)
+_LIST_SEP = re.compile(r"\s*,\s+and\s+|\s*,\s+|\s+and\s+")
+_MAX_LIST = 50
 _P_QUESTION_EQ = re.compile(r"^(?P<e>.+?)\s*=\s*\?*$")
 
 _FUNCTION_TOPS = frozenset({"sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "arcsin", "arccos",
@@ -347,6 +397,31 @@ class MathEngine(BaseModel):
             return self._transform(_TRANSFORM_KIND[m.group("op")], m.group("e"), lim)
         if m := _P_ROOT.match(text):
             return self._root(m.group("k"), m.group("e"), lim)
+        if m := _P_IF_EQUATION.match(text):
+            return self._equation(m.group("e"), m.group("v"), lim)
+        if m := _P_FRACTION_OF.match(text):
+            return self._fraction_of(m, lim)
+        for pattern in _P_CHOOSE:
+            if m := pattern.match(text):
+                return self._binomial(m.group("n"), m.group("k"), lim)
+        if m := _P_AVERAGE.match(text):
+            return self._average(m.group("list"), lim)
+        for pattern in _P_WORD_ARITH:
+            if m := pattern.match(text):
+                return self._word_arithmetic(m.group("op"), m.group("a"), m.group("b"), lim)
+        if m := _P_SQUARE_OF.match(text):
+            return self._power_of(m.group("e"), 2 if m.group("k") == "square" else 3, lim)
+        for pattern in _P_MULTIPLE:
+            if m := pattern.match(text):
+                return self._multiple(_MULTIPLES[m.group("m")], m.group("e"), lim)
+        for pattern in _P_REMAINDER:
+            if m := pattern.match(text):
+                return self._remainder(m.group("a"), m.group("b"), lim)
+        if m := _P_GCD.match(text):
+            return self._gcd_lcm("lcm" if m.group("f").startswith(("lcm", "least")) else "gcd", m.group("list"), lim)
+        for pattern in _P_PERCENT_CHANGE:
+            if m := pattern.match(text):
+                return self._percent_change(m.group("x"), m.group("p"), m.group("dir").startswith("increase"), lim)
         for pattern in _P_PERCENT_OF:
             if m := pattern.match(text):
                 return self._what_percent(m.group("p"), m.group("e"), lim)
@@ -467,6 +542,91 @@ class MathEngine(BaseModel):
         value = 100 * part.expr / whole.expr
         answer, decimal = self._number_answer(value, part.has_decimal or whole.has_decimal)
         return f"{answer}%", "percent", f"100*({_clean(p_text)})/({_clean(text)})", decimal
+
+    def _percent_change(self, x_text: str, p_text: str, up: bool,
+                        lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        base, p = self._numbers([x_text, p_text], lim)
+        sign = "+" if up else "-"
+        value = base.expr * (100 + p.expr if up else 100 - p.expr) / 100
+        answer, decimal = self._number_answer(value, base.has_decimal or p.has_decimal)
+        return answer, "percent", f"({_clean(x_text)})*(100 {sign} {_clean(p_text)})/100", decimal
+
+    # -- everyday phrasings -------------------------------------------------------------------------------
+    @staticmethod
+    def _numbers(texts: list[str], lim: ParseLimits) -> list[ParsedExpr]:
+        """Each text parsed as one numeric operand (no variables), or the query is declined."""
+        parsed = [parse_operand(t, lim) for t in texts]
+        if any(p.expr.free_symbols for p in parsed):
+            raise _Decline("not_math", "expected numbers, found variables")
+        return parsed
+
+    def _integers(self, texts: list[str], lim: ParseLimits) -> list[int]:
+        values = [p.expr for p in self._numbers(texts, lim)]
+        if not all(v.is_Integer for v in values):
+            raise _Decline("not_math", "expected whole numbers")
+        return [int(v) for v in values]  # type: ignore[call-overload]
+
+    def _list(self, text: str, lim: ParseLimits) -> list[ParsedExpr]:
+        items = [t for t in _LIST_SEP.split(text) if t]
+        if not 2 <= len(items) <= _MAX_LIST:
+            raise _Decline("not_math", f"expected a list of 2 to {_MAX_LIST} numbers")
+        return self._numbers(items, lim)
+
+    def _fraction_of(self, m: re.Match[str], lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        if m.group("frac") is not None:
+            num_text, _, den_text = m.group("frac").partition("/")
+            fraction = sp.Rational(int(num_text), int(den_text)) if int(den_text) else None
+        else:
+            fraction = sp.Rational(_FRACTION_NUMERATORS.get(m.group("num") or "one", 1),
+                                   _FRACTION_DENOMINATORS[m.group("den")])
+        if fraction is None:
+            raise ParseDecline("division by zero")
+        (base,) = self._numbers([m.group("e")], lim)
+        answer, decimal = self._number_answer(fraction * base.expr, base.has_decimal)
+        return answer, "fraction", f"{fraction}*({_clean(m.group('e'))})", decimal
+
+    def _binomial(self, n_text: str, k_text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        n, k = self._integers([n_text, k_text], lim)
+        if not 0 <= k <= n <= self.max_factorial:
+            raise _Decline("bounds", f"n choose k needs 0 <= k <= n <= {self.max_factorial}")
+        return str(sp.binomial(n, k)), "binomial", f"binomial({n}, {k})", None
+
+    def _average(self, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        items = self._list(text, lim)
+        value = sp.Add(*[p.expr for p in items]) / len(items)
+        answer, decimal = self._number_answer(value, any(p.has_decimal for p in items))
+        return answer, "average", f"mean({', '.join(str(p.expr) for p in items)})", decimal
+
+    def _word_arithmetic(self, op: str, a_text: str, b_text: str,
+                         lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        a, b = self._numbers([a_text, b_text], lim)
+        value = a.expr + b.expr if op in ("sum", "add") else a.expr * b.expr
+        answer, decimal = self._number_answer(value, a.has_decimal or b.has_decimal)
+        sign = "+" if op in ("sum", "add") else "*"
+        return answer, "arithmetic", f"({_clean(a_text)}) {sign} ({_clean(b_text)})", decimal
+
+    def _power_of(self, text: str, exponent: int, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        (base,) = self._numbers([text], lim)
+        answer, decimal = self._number_answer(base.expr ** exponent, base.has_decimal)
+        return answer, "power", f"({_clean(text)})^{exponent}", decimal
+
+    def _multiple(self, factor: int, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        (base,) = self._numbers([text], lim)
+        answer, decimal = self._number_answer(factor * base.expr, base.has_decimal)
+        return answer, "arithmetic", f"{factor}*({_clean(text)})", decimal
+
+    def _remainder(self, a_text: str, b_text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        a, b = self._integers([a_text, b_text], lim)
+        if b == 0:
+            raise ParseDecline("division by zero")
+        return str(a % b), "remainder", f"{a} mod {b}", None
+
+    def _gcd_lcm(self, which: str, text: str, lim: ParseLimits) -> tuple[str, str, str, str | None]:
+        values = self._integers([_clean(p) for p in _LIST_SEP.split(text) if p], lim)
+        if len(values) < 2:
+            raise _Decline("not_math", f"{which} needs at least two whole numbers")
+        value = sp.gcd(values) if which == "gcd" else sp.lcm(values)
+        return str(value), which, f"{which}({', '.join(map(str, values))})", None
 
     # -- equations ----------------------------------------------------------------------------------------
     def _equation(self, text: str, var_name: str | None, lim: ParseLimits) -> tuple[str, str, str, str | None]:
