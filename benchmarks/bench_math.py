@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_math.py [--data-dir ../shared/data] [--repeat 1]
+    python benchmarks/bench_math.py [--data-dir DIR] [--repeat 1]
 
 Runs one warm-up pass over the dev set, then the timed pass(es), and prints a Markdown table. An answer is
 correct when it is symbolically equal to the expected one (solution sets compared as sets, ``+ C`` dropped
@@ -12,7 +12,6 @@ from both sides of an integral); ``not_math`` rows count as correct when the eng
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -20,58 +19,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import sympy as sp
-from sympy.parsing.sympy_parser import parse_expr
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from langchain_slm_router.errors import DataUnavailableError  # noqa: E402
+from langchain_slm_router.evaluation.datasets import default_data_dir, read_rows  # noqa: E402
+from langchain_slm_router.evaluation.symbolic import answers_match  # noqa: E402
 from langchain_slm_router.math_engine import MathEngine  # noqa: E402
-
-_X = {c: sp.Symbol(c) for c in "abcdfghjklmnopqrstuvwxyz"}
-
-
-def _parse(text: str) -> sp.Expr:
-    # Trusted strings only (dataset answers and the engine's own sympy str() output).
-    return parse_expr(text.replace("^", "**"), local_dict=dict(_X))
-
-
-def _solution_set(text: str) -> tuple[str, list[sp.Expr]] | None:
-    if "=" not in text:
-        return None
-    var, _, rest = text.partition("=")
-    if rest.strip() == "no solution":
-        return var.strip(), []
-    return var.strip(), [_parse(part) for part in rest.split(",")]
-
-
-def answers_match(got: str, expected: str) -> bool:
-    """Symbolic comparison of an engine answer with an expected answer string."""
-    try:
-        exp_set, got_set = _solution_set(expected), _solution_set(got)
-        if exp_set is not None or got_set is not None:
-            if exp_set is None or got_set is None or exp_set[0] != got_set[0]:
-                return False
-            exp_vals, got_vals = exp_set[1], got_set[1]
-            if len(exp_vals) != len(got_vals):
-                return False
-            return all(any(sp.simplify(g - e) == 0 for g in got_vals) for e in exp_vals)
-        exp_c, got_c = expected.strip().endswith("+ C"), got.strip().endswith("+ C")
-        if exp_c != got_c:
-            return False
-        if exp_c:
-            expected, got = expected.strip()[:-3], got.strip()[:-3]
-            diff = sp.simplify(_parse(got) - _parse(expected))
-            return not diff.free_symbols  # antiderivatives may differ by a constant
-        return sp.simplify(_parse(got) - _parse(expected)) == 0
-    except Exception:  # noqa: BLE001 - an unparsable answer is simply wrong
-        return False
-
-
-def load_rows(data_dir: Path) -> list[dict[str, Any]]:
-    path = data_dir / "math_queries_dev.jsonl"
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def run(rows: list[dict[str, Any]], engine: MathEngine, repeat: int) -> str:
@@ -91,7 +45,7 @@ def run(rows: list[dict[str, Any]], engine: MathEngine, repeat: int) -> str:
             if row["kind"] == "not_math" or row["answer"] is None:
                 ok = result is None
             else:
-                ok = result is not None and answers_match(result.answer, row["answer"])
+                ok = result is not None and answers_match(result.answer, row["answer"], require_form=False)
             per_kind[row["kind"]][0] += int(ok)
             per_kind[row["kind"]][1] += 1
             if not ok:
@@ -125,11 +79,18 @@ def run(rows: list[dict[str, Any]], engine: MathEngine, repeat: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
-                        help="folder holding math_queries_dev.jsonl (default: ../shared/data from the repo root)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding math_queries_dev.jsonl (default: $SLM_ROUTER_DATA_DIR, else "
+                             "../shared/data when it exists, else the generated set of benchmarks/make_math_queries.py)")
     parser.add_argument("--repeat", type=int, default=1, help="timed passes over the dev set (default 1)")
     args = parser.parse_args(argv)
-    rows = load_rows(args.data_dir)
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        rows = read_rows("math", data_dir)
+    except DataUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"math queries: {data_dir / 'math_queries_dev.jsonl' if data_dir else 'generated (math_dev_queries)'}\n")
     print(run(rows, MathEngine(), args.repeat))
     return 0
 

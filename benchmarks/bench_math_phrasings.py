@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from langchain_slm_router.evaluation.datasets import default_data_dir  # noqa: E402
 from langchain_slm_router.evaluation.symbolic import answers_match  # noqa: E402
 from langchain_slm_router.math_engine import MathEngine  # noqa: E402
 
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-declined", action="store_true", help="list the declined math queries")
     parser.add_argument("--file", type=Path, default=PHRASINGS)
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with math_queries_dev.jsonl (default: SLM_ROUTER_DATA_DIR), optional")
+                        help="folder with math_queries_dev.jsonl (default: $SLM_ROUTER_DATA_DIR, else ../shared/data "
+                             "when it exists); optional")
     args = parser.parse_args(argv)
     if not args.file.is_file():
         print(f"error: {args.file} not found; write it with: python benchmarks/make_math_phrasings.py",
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         authors = "".join(sorted({r["author"] for r in part}))
         print(f"\n### {split} half (authors {', '.join(authors)}; {len(part)} queries)\n")
         print(_table(part, engine, args.show_declined))
-    data_dir = args.data_dir or (Path(os.environ["SLM_ROUTER_DATA_DIR"]) if os.environ.get("SLM_ROUTER_DATA_DIR")
-                                 else None)
+    data_dir = args.data_dir or default_data_dir()
     dev = data_dir / "math_queries_dev.jsonl" if data_dir else None
     if dev is not None and dev.is_file():
         not_math = [json.loads(line) for line in dev.read_text(encoding="utf-8").splitlines() if line.strip()]

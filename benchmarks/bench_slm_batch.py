@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_slm_batch.py [--data-dir ../shared/data] [--n 16] [--batch-sizes 1,4,8]
+    python benchmarks/bench_slm_batch.py [--data-dir DIR] [--n 16] [--batch-sizes 1,4,8]
                                          [--max-new-tokens 32] [--threads 0]
 
 Takes the first ``--n`` NQ-open questions (closed-book, short answers), answers them with the real SLM once per
@@ -14,7 +14,6 @@ padding). The model is loaded and warmed up before timing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,19 +21,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from langchain_slm_router.slm import LocalSLM  # noqa: E402
+from langchain_slm_router.errors import DataUnavailableError  # noqa: E402
+from langchain_slm_router.evaluation.datasets import default_data_dir, read_rows  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding nq_open_dev.jsonl (default: $SLM_ROUTER_DATA_DIR, else ../shared/data "
+                             "when it exists, else NQ-open from the Hugging Face hub)")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--batch-sizes", default="1,4,8")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
 
-    rows = [json.loads(line) for line in (args.data_dir / "nq_open_dev.jsonl").open()][: args.n]
+    try:
+        rows = read_rows("nq_open", args.data_dir or default_data_dir())[: args.n]
+    except DataUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from langchain_slm_router.slm import LocalSLM  # after the data: a missing data set fails before torch loads
+
     convs = [[{"role": "user", "content": r["question"].rstrip("?") + "?"}] for r in rows]
     if args.threads:
         import torch

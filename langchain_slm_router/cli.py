@@ -17,7 +17,6 @@ backed by a local model (``--llm-gguf``, default: the SLM's own weights), so the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,17 +25,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATASETS = ("squad_v2", "nq_open", "gsm8k", "math", "mixed")
-
-
-def _default_data_dir() -> Path:
-    env = os.environ.get("SLM_ROUTER_DATA_DIR")
-    if env:
-        return Path(env)
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        cand = base.parent / "shared" / "data"
-        if cand.is_dir():
-            return cand
-    return Path("../shared/data")
 
 
 def _limits(values: Sequence[str] | None) -> dict[str, int]:
@@ -52,7 +40,8 @@ def _limits(values: Sequence[str] | None) -> dict[str, int]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder with the JSONL data sets (default: ../shared/data, or $SLM_ROUTER_DATA_DIR)")
+                   help="folder with the JSONL data sets (default: $SLM_ROUTER_DATA_DIR, else ../shared/data when "
+                        "it exists, else the public sets from the Hugging Face hub and the generated math set)")
     p.add_argument("--datasets", default=",".join(DEFAULT_DATASETS),
                    help="comma-separated: squad_v2,nq_open,gsm8k,math,mixed (default: all)")
     p.add_argument("--limit", type=int, default=50, help="questions per data set, evaluation split (default 50)")
@@ -149,7 +138,8 @@ def _speed(records: Sequence[dict[str, Any]], part: str) -> float | None:
 def run(args: argparse.Namespace) -> int:
     from langchain_slm_router.evaluation.cache import DEFAULT_CACHE_DIR, GenerationCache
     from langchain_slm_router.evaluation.calibration import CalibrationTarget
-    from langchain_slm_router.evaluation.datasets import DATASET_NAMES, load_dataset
+    from langchain_slm_router.evaluation.datasets import DATA_DIR_ENV, DATASET_NAMES, default_data_dir, load_dataset
+    from langchain_slm_router.errors import DataUnavailableError
     from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harness, HarnessConfig
     from langchain_slm_router.evaluation.report import calibration_text, markdown, plot, write_json
     from langchain_slm_router.evaluation.summary import summarize_dataset
@@ -160,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [d for d in datasets if d not in DATASET_NAMES]
     if unknown:
         raise SystemExit(f"error: unknown data set(s) {unknown}; choose from {', '.join(DATASET_NAMES)}")
-    data_dir = args.data_dir or _default_data_dir()
-    if not data_dir.is_dir():
-        raise SystemExit(f"error: data folder {data_dir} not found; pass --data-dir")
+    data_dir = args.data_dir or default_data_dir()
+    if data_dir is not None and not data_dir.is_dir():
+        raise SystemExit(f"error: data folder {data_dir} not found; pass --data-dir (or {DATA_DIR_ENV}) a folder "
+                         "holding the JSONL files, or neither to load the public sets from the Hugging Face hub")
     limits, calib_limits = _limits(args.dataset_limit), _limits(args.calib_dataset_limit)
     tokens = {**DEFAULT_MAX_NEW_TOKENS, **_limits(args.max_new_tokens)}
     seed_t = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
@@ -181,6 +172,17 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
+    # All data first: a missing data set is a clear message before any model loads.
+    items: dict[str, tuple[list[Any], list[Any]]] = {}
+    try:
+        for name in datasets:
+            eval_items = load_dataset(name, data_dir, limits.get(name, args.limit), args.seed, "eval")
+            calib_n = calib_limits.get(name, args.calib_limit if args.calib_limit is not None else
+                                       limits.get(name, args.limit))
+            items[name] = (eval_items, load_dataset(name, data_dir, calib_n, args.seed, "calib") if given is None
+                           else [])
+    except DataUnavailableError as exc:
+        raise SystemExit(f"error: {exc}") from None
     with ExitStack() as stack:
         slm = LocalSLM(model=args.slm)
         t0 = time.perf_counter()
@@ -193,17 +195,13 @@ def run(args: argparse.Namespace) -> int:
             "command": "slm-router " + " ".join(getattr(args, "argv", [])),
             "slm": slm.model_name, "llm": llm.description, "llm_id": llm.llm_id, "seed": args.seed,
             "seed_threshold": seed_t, "target": target.model_dump(), "max_new_tokens": tokens,
-            "data_dir": str(data_dir), "slm_load_s": round(slm_load_s, 2), "torch_threads": args.torch_threads,
+            "data_dir": str(data_dir) if data_dir is not None else "Hugging Face hub (datasets) + generated math set", "slm_load_s": round(slm_load_s, 2), "torch_threads": args.torch_threads,
         }
         print(f"SLM: {slm.model_name} (load {slm_load_s:.1f}s); LLM: {llm.description}", file=sys.stderr)
         summaries = []
         all_records: dict[str, dict[str, list[dict]]] = {}
         for name in datasets:
-            eval_items = load_dataset(name, data_dir, limits.get(name, args.limit), args.seed, "eval")
-            calib_n = calib_limits.get(name, args.calib_limit if args.calib_limit is not None else
-                                       limits.get(name, args.limit))
-            need_calib = given is None
-            calib_items = load_dataset(name, data_dir, calib_n, args.seed, "calib") if need_calib else []
+            eval_items, calib_items = items[name]
             progress = not args.no_progress
             eval_recs = harness.run(eval_items, live=name in live_sets, desc=f"{name} eval", progress=progress)
             calib_recs = harness.run(calib_items, live=False, desc=f"{name} calib", progress=progress)

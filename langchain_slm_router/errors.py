@@ -50,3 +50,7 @@ class FallbackUnavailableError(FallbackError, ConnectionError):
 
 class FallbackTimeoutError(FallbackError, TimeoutError):
     """The large-model fallback did not answer within its timeout."""
+
+
+class DataUnavailableError(SLMRouterError, FileNotFoundError):
+    """An evaluation data set is in neither the data folder nor reachable on the Hugging Face hub."""

@@ -1,0 +1,42 @@
+"""Every benchmark script, and `slm-router eval`, ends with a clear message (not a traceback) when data is missing.
+
+Each script runs as a user runs it (a subprocess from the repository root) with a data folder that does not exist.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MISSING = "/nonexistent-data-folder"
+
+pytestmark = pytest.mark.integration
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    (["benchmarks/bench_math.py", "--data-dir", MISSING], f"{MISSING}/math_queries_dev.jsonl not found"),
+    (["benchmarks/bench_slm_batch.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
+    (["benchmarks/bench_router.py", "--data-dir", MISSING, "--base-url", "http://127.0.0.1:9"],
+     f"data folder {MISSING} not found"),
+    (["-m", "langchain_slm_router.cli", "eval", "--data-dir", MISSING], f"data folder {MISSING} not found"),
+    (["benchmarks/bench_math_phrasings.py", "--file", f"{MISSING}/math_phrasings.jsonl"],
+     "make_math_phrasings.py"),
+])
+def test_missing_data_is_a_message_and_an_error_exit(script: list[str], expected: str) -> None:
+    out = _run(*script)
+    assert out.returncode != 0
+    assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_phrasing_file_matches_its_generator() -> None:
+    out = _run("benchmarks/make_math_phrasings.py", "--check")
+    assert out.returncode == 0 and "matches the generator" in out.stdout
