@@ -10,10 +10,10 @@ resolved lazily on first access.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from langchain_slm_router.errors import (
+    DataUnavailableError,
     EmptyQueryError,
     FallbackError,
     FallbackTimeoutError,
@@ -26,6 +26,7 @@ from langchain_slm_router.errors import (
     QueryTooLongError,
     SLMRouterError,
 )
+from langchain_slm_router.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.chat_model import ChatSLMRouter
@@ -62,22 +63,12 @@ _LAZY = {
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'langchain_slm_router' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"langchain_slm_router.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
     *_LAZY,
+    "DataUnavailableError",
     "EmptyQueryError",
     "FallbackError",
     "FallbackTimeoutError",

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, field_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
 from langchain_slm_router.fallback import (
@@ -119,23 +119,17 @@ class SLMRouter(BaseModel):
     fallback_retries: int = Field(default=2, ge=0, le=10)
     max_query_chars: int = Field(default=32_000, ge=1)
 
-    @field_validator("slm", mode="before")
+    @field_validator("slm", "gate", mode="before")
     @classmethod
-    def _slm_from_dict(cls, value: Any) -> Any:
-        """A plain dict (e.g. a dumped configuration) builds the backend named by its ``backend`` key (default local)."""
-        if isinstance(value, dict):
-            options = dict(value)
+    def _from_registry(cls, value: Any, info: ValidationInfo) -> Any:
+        """A plain dict (e.g. a dumped configuration) builds the registered class its ``backend`` / ``gate`` key
+        names (default: the local SLM; the threshold gate)."""
+        if not isinstance(value, dict):
+            return value
+        options = dict(value)
+        if info.field_name == "slm":
             return make_backend(options.pop("backend", LocalSLM.backend_name), **options)
-        return value
-
-    @field_validator("gate", mode="before")
-    @classmethod
-    def _gate_from_dict(cls, value: Any) -> Any:
-        """A plain dict builds the gate named by its ``gate`` key (default: the threshold gate)."""
-        if isinstance(value, dict):
-            options = dict(value)
-            return make_gate(options.pop("gate", GatePolicy.gate_name), **options)
-        return value
+        return make_gate(options.pop("gate", GatePolicy.gate_name), **options)
 
     # ------------------------------------------------------------------ configuration
     @property

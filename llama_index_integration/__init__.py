@@ -10,8 +10,9 @@ Names load lazily, so importing the package costs nothing until one is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from langchain_slm_router.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from llama_index_integration.embeddings import default_embedding_model_dir, local_embedding
@@ -28,18 +29,6 @@ _LAZY = {
     "default_embedding_model_dir": "embeddings",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llama_index_integration' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"llama_index_integration.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = list(_LAZY)

@@ -15,55 +15,38 @@ from typing import Any
 
 from llama_index.core.tools import FunctionTool
 
+from langchain_slm_router import tool_specs as specs
 from langchain_slm_router.math_engine import MathEngine
-from langchain_slm_router.tool_specs import (
-    MATH_TOOL_DESCRIPTION,
-    MATH_TOOL_NAME,
-    ROUTER_TOOL_DESCRIPTION,
-    ROUTER_TOOL_NAME,
-    aask_router,
-    ask_router,
-    core_router,
-    solve_math,
-)
 
 
-def router_tool(
-    router: Any | None = None, *, name: str = ROUTER_TOOL_NAME, description: str = ROUTER_TOOL_DESCRIPTION
-) -> FunctionTool:
-    """A ``FunctionTool`` that answers a question with the router (sync and async).
-
-    Args:
-        router: an :class:`~llama_index_integration.llm.SLMRouterLLM` or a core
-            :class:`~langchain_slm_router.router.SLMRouter`; a default router when omitted.
-
-    The tool returns the answer text; the stage that answered is not shown to the agent (use the router
-    directly, or :class:`SLMRouterLLM`'s responses, when the trace is needed).
-    """
-    core = core_router(router)
+def router_tool(router: Any | None = None, *, name: str = specs.ROUTER_TOOL_NAME,
+                description: str = specs.ROUTER_TOOL_DESCRIPTION) -> FunctionTool:
+    """The router (an :class:`~llama_index_integration.llm.SLMRouterLLM`, a core ``SLMRouter``, or a default one)
+    as a ``FunctionTool`` with a sync and an async function; its output is the answer text, without the trace
+    (use :class:`SLMRouterLLM`'s responses when the trace is needed)."""
+    core = specs.core_router(router)
 
     def ask(question: str) -> str:
         """Answer the question."""
-        return ask_router(core, question)[0]
+        return specs.ask_router(core, question)[0]
 
     async def aask(question: str) -> str:
         """Answer the question."""
-        return (await aask_router(core, question))[0]
+        return (await specs.aask_router(core, question))[0]
 
     return FunctionTool.from_defaults(fn=ask, async_fn=aask, name=name, description=description)
 
 
-def math_tool(
-    engine: MathEngine | None = None, *, name: str = MATH_TOOL_NAME, description: str = MATH_TOOL_DESCRIPTION
-) -> FunctionTool:
+def math_tool(engine: MathEngine | None = None, *, name: str = specs.MATH_TOOL_NAME,
+              description: str = specs.MATH_TOOL_DESCRIPTION) -> FunctionTool:
     """A ``FunctionTool`` over the sympy math engine alone (exact answers, declines non-math input)."""
     math = engine or MathEngine()
 
     def solve(question: str) -> str:
         """Solve the math question."""
-        return solve_math(math, question)[0]
+        return specs.solve_math(math, question)[0]
 
     return FunctionTool.from_defaults(fn=solve, name=name, description=description)
 
 
-__all__ = ["MATH_TOOL_DESCRIPTION", "ROUTER_TOOL_DESCRIPTION", "math_tool", "router_tool"]
+__all__ = ["math_tool", "router_tool"]
