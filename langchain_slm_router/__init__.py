@@ -20,11 +20,14 @@ from langchain_slm_router.errors import (
     FallbackUnavailableError,
     GenerationError,
     InvalidQueryError,
+    LogprobsUnavailableError,
     MathEngineError,
     MathTimeoutError,
     ModelLoadError,
     QueryTooLongError,
     SLMRouterError,
+    SLMTimeoutError,
+    SLMUnavailableError,
 )
 from langchain_slm_router.lazy import lazy_exports
 
@@ -37,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.math_engine import MathAnswer, MathEngine
     from langchain_slm_router.router import SLMRouter, StreamPart
     from langchain_slm_router.signals import ConfidenceSignals
-    from langchain_slm_router.slm import LocalSLM, SLMBackend, SLMGeneration
+    from langchain_slm_router.slm import ChatModelSLM, LocalSLM, SLMBackend, SLMGeneration
     from langchain_slm_router.trace import RouteResult
 
 _LAZY = {
@@ -55,6 +58,7 @@ _LAZY = {
     "SLMRouter": "router",
     "StreamPart": "router",
     "ConfidenceSignals": "signals",
+    "ChatModelSLM": "slm",
     "LocalSLM": "slm",
     "SLMBackend": "slm",
     "SLMGeneration": "slm",
@@ -75,9 +79,12 @@ __all__ = [
     "FallbackUnavailableError",
     "GenerationError",
     "InvalidQueryError",
+    "LogprobsUnavailableError",
     "MathEngineError",
     "MathTimeoutError",
     "ModelLoadError",
     "QueryTooLongError",
     "SLMRouterError",
+    "SLMTimeoutError",
+    "SLMUnavailableError",
 ]

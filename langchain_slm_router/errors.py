@@ -37,7 +37,24 @@ class ModelLoadError(SLMRouterError, RuntimeError):
 
 
 class GenerationError(SLMRouterError, RuntimeError):
-    """The local small model failed while generating."""
+    """The small model failed while generating (in process, or its engine answered an error or a malformed reply)."""
+
+
+class SLMUnavailableError(GenerationError, ConnectionError):
+    """The small model's engine (Ollama, vLLM, llama.cpp server) cannot be reached, or dropped the connection
+    in the middle of an answer."""
+
+
+class SLMTimeoutError(GenerationError, TimeoutError):
+    """The small model's engine did not answer within its client's timeout."""
+
+
+class LogprobsUnavailableError(SLMRouterError, RuntimeError):
+    """The small model's engine returns no token log-probabilities, so its answers cannot be gated.
+
+    Raised when a :class:`~langchain_slm_router.slm.ChatModelSLM` is built on a chat model whose ``logprobs`` is
+    off, or on the first answer that comes back without them (a server that ignores the option).
+    """
 
 
 class FallbackError(SLMRouterError, RuntimeError):

@@ -123,16 +123,20 @@ def _status_code(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _kind(exc: BaseException) -> str:
-    """Classify an exception raised by a fallback call: unavailable, timeout, http, malformed or other."""
+def error_kind(exc: BaseException) -> str:
+    """Classify an exception raised by a model client (the fallback, or an engine-served SLM): ``"unavailable"``,
+    ``"timeout"``, ``"http"``, ``"malformed"`` or ``"other"``."""
     import httpx
+    from langchain_core.exceptions import ModelConnectionError, ModelTimeoutError
 
     for err in _chain(exc):
-        if isinstance(err, (httpx.TimeoutException, TimeoutError)):
+        if isinstance(err, (httpx.TimeoutException, TimeoutError, ModelTimeoutError)):
             return "timeout"
-        if isinstance(err, (httpx.ConnectError, ConnectionError, httpx.RemoteProtocolError, httpx.ReadError)):
+        if isinstance(err, (httpx.ConnectError, ConnectionError, httpx.RemoteProtocolError, httpx.ReadError,
+                            ModelConnectionError)):
             return "unavailable"
-        if _status_code(err) is not None and type(err).__name__ in ("ResponseError", "HTTPStatusError"):
+        http_types = ("ResponseError", "HTTPStatusError", "APIStatusError")  # ollama, httpx, openai
+        if _status_code(err) is not None and any(c.__name__ in http_types for c in type(err).__mro__):
             return "http"
         if isinstance(err, (json.JSONDecodeError, httpx.DecodingError)):
             return "malformed"
@@ -152,7 +156,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a retry might succeed: connection errors, timeouts, HTTP 429/5xx, dropped or malformed replies."""
     if isinstance(exc, SLMRouterError) and not isinstance(exc, FallbackError):
         return False
-    kind = _kind(exc)
+    kind = error_kind(exc)
     if kind == "http":
         code = next((c for c in map(_status_code, _chain(exc)) if c is not None), 0)
         return code == 429 or code >= 500
@@ -167,7 +171,7 @@ def translate_error(exc: BaseException, fallback: Any) -> BaseException:
         return exc
     model, base_url = _where(fallback)
     name = fallback_name(fallback)
-    kind = _kind(exc)
+    kind = error_kind(exc)
     detail = f"{type(exc).__name__}: {exc}".strip()
     is_ollama = type(unwrap_fallback(fallback)).__name__ == "ChatOllama"
     degrade = "Or pass on_fallback_error='return_slm' to get the SLM's answer, marked low_confidence, instead."

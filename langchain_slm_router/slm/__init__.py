@@ -1,6 +1,7 @@
 """Stage 2, the small model: one protocol (:class:`SLMBackend`) and its implementations.
 
 * :class:`LocalSLM` — transformers + torch in this process (the default: SmolLM2-135M-Instruct, offline).
+* :class:`ChatModelSLM` — any LangChain chat model that returns token logprobs (Ollama, vLLM, llama.cpp server).
 
 Importing this package does not import torch or transformers.
 """
@@ -15,6 +16,7 @@ from langchain_slm_router.slm.base import (
     make_backend,
     register_backend,
 )
+from langchain_slm_router.slm.chat_model_slm import ChatModelSLM
 from langchain_slm_router.slm.local import (
     DEFAULT_MODEL_NAME,
     LoadedModel,
@@ -25,6 +27,7 @@ from langchain_slm_router.slm.local import (
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "ChatModelSLM",
     "SLM_BACKENDS",
     "ChatMessageDict",
     "EarlyExit",
