@@ -16,7 +16,15 @@ How a query is read
    ``calculate <expr>``, ``<expr> = ?``, ``<p>% of <expr>``, ``the square root of <operand>``,
    ``solve [for x:] <eq>``, ``find x if <eq>``, ``the roots of <eq>``, ``[the] derivative of <expr> [with
    respect to x]``, ``d/dx <expr>``, ``differentiate <expr>``, ``integrate <expr> [dx] [from a to b]``,
-   ``[the] integral|antiderivative of <expr> [dx]``, ``simplify|expand|factor <expr>``, or a bare expression.
+   ``[the] integral|antiderivative of <expr> [dx]``, ``simplify|expand|factor <expr>``, or a bare expression;
+   and everyday forms: ``<fraction> of <n>`` ("two thirds of 90", "3/4 of 120", "half of 86"),
+   ``if|given that <equation>, what is|find x``, ``n factorial`` / ``factorial of n``, ``the sqrt of <n>``,
+   ``the average|mean of <list>``, ``n choose k`` / ``how many ways can you choose k from n``,
+   ``<p> out of <w> is what percent``, ``increase|decrease <n> by <p>%`` / ``<n> increased|decreased by <p>%``,
+   ``the sum|product of <a> and <b>``, ``add <a> and <b>``, ``multiply <a> by <b>``, ``the square|cube of <n>``,
+   ``<b> to the <n>th power`` / ``to the power <n>``, ``double|twice|triple <n>``, ``<n> doubled``,
+   ``<a> mod|modulo <b>``, ``the remainder when <a> is divided by <b>``, ``gcd|lcm|greatest common divisor|least
+   common multiple of <list>``. Each captured part must still parse with the whitelist grammar as a number.
 4. The captured math text must then parse *completely* with the whitelist grammar of
    :mod:`langchain_slm_router.math_parsing` (numbers, single-letter variables, ``pi``, ``e``, ``+ - * / ^ !``,
    parentheses, and a fixed list of functions). Any leftover word ("What year did World War 2 end?",
@@ -95,7 +103,8 @@ class MathAnswer(BaseModel):
     answer: str = Field(description="Exact final answer in sympy's str() form, e.g. '391', 'x = -2, 2', "
                                     "'2*exp(2*x)', '-x*cos(x) + sin(x) + C', '45/2'.")
     kind: str = Field(description="arithmetic, fraction, power, root, factorial, function, percent, equation, "
-                                  "derivative, integral, simplify, expand or factor.")
+                                  "derivative, integral, simplify, expand, factor, average, binomial, remainder, "
+                                  "gcd or lcm.")
     expression: str = Field(description="The normalised expression that was computed, e.g. 'diff(x^2, x)'.")
     latency_ms: float = Field(description="Wall time of the call in milliseconds.")
     decimal: str | None = Field(default=None, description="A 15-significant-digit decimal of a non-integer "
