@@ -19,14 +19,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from llama_index_integration.llm import SLMRouterLLM, response_trace, to_langchain_messages
     from llama_index_integration.tools import math_tool, router_tool
 
-_LAZY = {
-    "SLMRouterLLM": "llm",
-    "response_trace": "llm",
-    "to_langchain_messages": "llm",
-    "router_tool": "tools",
-    "math_tool": "tools",
-    "local_embedding": "embeddings",
-    "default_embedding_model_dir": "embeddings",
+_LAZY = {  # public name -> the submodule that defines it
+    **dict.fromkeys(("SLMRouterLLM", "response_trace", "to_langchain_messages"), "llm"),
+    **dict.fromkeys(("router_tool", "math_tool"), "tools"),
+    **dict.fromkeys(("local_embedding", "default_embedding_model_dir"), "embeddings"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
