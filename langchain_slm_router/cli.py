@@ -5,6 +5,7 @@ Subcommands:
 * ``slm-router eval``: run always-SLM, always-LLM, the router at the seed and at a calibrated threshold, the
   oracle (and the live router) on the evaluation data; print Markdown tables, write ``results.json`` (every
   per-question record), ``report.md`` and one ``quality_vs_llm_<dataset>.png`` per data set under ``--out``.
+* ``slm-router serve``: the router behind the OpenAI and Ollama HTTP protocols (:mod:`langchain_slm_router.server`).
 * ``slm-router calibrate``: choose the gate threshold meeting ``--target-llm-share`` or ``--target-quality`` on
   the calibration split and report its result on the held-out evaluation split (``calibration.json``).
 
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "comma-separated list (default all)")
     cal = sub.add_parser("calibrate", help="choose the gate threshold for a target and check it on held-out data")
     _add_common(cal)
+    from langchain_slm_router.server.cli import add_serve_command
+
+    add_serve_command(sub)
     return parser
 
 
@@ -238,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        return run(args)
+        return getattr(args, "handler", run)(args)
     except KeyboardInterrupt:
         print("interrupted; cached generations are kept", file=sys.stderr)
         return 130
