@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m langchain_slm_router.demo
+
+# The router behind the OpenAI (/v1) and Ollama (/api) protocols; SERVE_ARGS e.g. "--port 8001 --config serve.json".
+serve: $(STAMP)
+	$(BIN)/python -m langchain_slm_router.cli serve $(SERVE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -89,7 +89,7 @@ class RouterService:
         self.draining = False
         """True once shutdown began: new requests get 503, in-flight ones finish."""
         self.accepted = 0
-        """Requests that got a routing slot (each one is answered, with an answer or an error status)."""
+        """Requests admitted to a routing slot or its queue (each gets an answer or an error status)."""
 
     # ------------------------------------------------------------------ startup
     def load(self) -> None:
@@ -181,6 +181,7 @@ class RouterService:
                 f"(max_concurrency={s.max_concurrency}, max_queue={s.max_queue}); retry later."
             )
         self.waiting += 1
+        self.accepted += 1
         self.metrics.queued.set(self.waiting)
         try:
             await asyncio.wait_for(self._slots.acquire(), s.queue_timeout_s)
@@ -193,7 +194,6 @@ class RouterService:
             self.waiting -= 1
             self.metrics.queued.set(self.waiting)
         self.active += 1
-        self.accepted += 1
         self.metrics.in_flight.set(self.active)
 
     def release(self) -> None:
