@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from langchain_slm_router.math_engine import MathAnswer, MathEngine
 from langchain_slm_router.router import SLMRouter
 
@@ -41,11 +43,18 @@ ROUTER_TOOL_DESCRIPTION = (
 )
 """What the router tool's description says (both integrations)."""
 
-QUESTION_ARG = "question"
-"""The one argument of both tools."""
 
-MATH_QUESTION_DESCRIPTION = "The math question or expression, e.g. 'solve 3x - 7 = 20'."
-ROUTER_QUESTION_DESCRIPTION = "The complete question to answer, with any context it needs."
+
+class MathToolInput(BaseModel):
+    """The math tool's one argument (both integrations' argument schema)."""
+
+    question: str = Field(description="The math question or expression, e.g. 'solve 3x - 7 = 20'.")
+
+
+class RouterToolInput(BaseModel):
+    """The router tool's one argument (both integrations' argument schema)."""
+
+    question: str = Field(description="The complete question to answer, with any context it needs.")
 
 
 def math_decline_message(reason: str) -> str:
@@ -84,13 +93,12 @@ async def aask_router(router: SLMRouter, question: str) -> tuple[str, dict[str, 
 
 
 __all__ = [
-    "MATH_QUESTION_DESCRIPTION",
     "MATH_TOOL_DESCRIPTION",
     "MATH_TOOL_NAME",
-    "QUESTION_ARG",
-    "ROUTER_QUESTION_DESCRIPTION",
+    "MathToolInput",
     "ROUTER_TOOL_DESCRIPTION",
     "ROUTER_TOOL_NAME",
+    "RouterToolInput",
     "aask_router",
     "ask_router",
     "core_router",

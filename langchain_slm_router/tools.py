@@ -25,33 +25,20 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, Field
 
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.tool_specs import (
-    MATH_QUESTION_DESCRIPTION,
     MATH_TOOL_DESCRIPTION,
     MATH_TOOL_NAME,
-    ROUTER_QUESTION_DESCRIPTION,
     ROUTER_TOOL_DESCRIPTION,
     ROUTER_TOOL_NAME,
+    MathToolInput,
+    RouterToolInput,
     aask_router,
     ask_router,
     core_router,
     solve_math,
 )
-
-
-class MathToolInput(BaseModel):
-    """Arguments of the math tool."""
-
-    question: str = Field(description=MATH_QUESTION_DESCRIPTION)
-
-
-class RouterToolInput(BaseModel):
-    """Arguments of the router tool."""
-
-    question: str = Field(description=ROUTER_QUESTION_DESCRIPTION)
 
 
 def make_math_tool(

@@ -34,7 +34,8 @@ def router_tool(router: Any | None = None, *, name: str = specs.ROUTER_TOOL_NAME
         """Answer the question."""
         return (await specs.aask_router(core, question))[0]
 
-    return FunctionTool.from_defaults(fn=ask, async_fn=aask, name=name, description=description)
+    return FunctionTool.from_defaults(fn=ask, async_fn=aask, name=name, description=description,
+                                      fn_schema=specs.RouterToolInput)
 
 
 def math_tool(engine: MathEngine | None = None, *, name: str = specs.MATH_TOOL_NAME,
@@ -46,7 +47,7 @@ def math_tool(engine: MathEngine | None = None, *, name: str = specs.MATH_TOOL_N
         """Solve the math question."""
         return specs.solve_math(math, question)[0]
 
-    return FunctionTool.from_defaults(fn=solve, name=name, description=description)
+    return FunctionTool.from_defaults(fn=solve, name=name, description=description, fn_schema=specs.MathToolInput)
 
 
 __all__ = ["math_tool", "router_tool"]

@@ -146,7 +146,9 @@ def test_both_integrations_have_the_same_tools() -> None:
     assert lc_math.description == li_math.metadata.description == MATH_TOOL_DESCRIPTION
     assert lc_router.description == li_router.metadata.description == ROUTER_TOOL_DESCRIPTION
     for lc, li in ((lc_math, li_math), (lc_router, li_router)):
-        assert list(lc.args) == list(li.metadata.get_parameters_dict()["properties"]) == ["question"]
+        li_args = li.metadata.get_parameters_dict()["properties"]
+        assert list(lc.args) == list(li_args) == ["question"]
+        assert lc.args["question"]["description"] == li_args["question"]["description"] != ""
     for question in ("What is 17 * 23 + 4?", "the square root of 144", "Who wrote Hamlet?"):
         assert lc_math.invoke({"question": question}) == li_math.call(question=question).content
     declined = li_math.call(question="Who wrote Hamlet?").content
