@@ -27,6 +27,9 @@ default, so the same text) and the prompt plus answer are then scored in one for
 alternatives. A backend whose :class:`~langchain_slm_router.slm.SLMGeneration` carries ``top_logprobs`` (an engine
 backend) serves those.
 
+With ``max_batch > 1`` the server answers requests that arrive together in one ``generate_batch`` call (a padded
+batch for :class:`LocalSLM`), the way engines batch their users on one accelerator.
+
 Faults can be switched on to test clients (:meth:`OllamaProtocolServer.set_fault`), on both protocols:
 ``"drop"`` (close the connection without a reply), ``"slow"`` (wait before answering), ``"http_error"`` (answer an
 HTTP error), ``"malformed"`` (a stream with a broken line), ``"disconnect"`` (send the first token, then close the
@@ -48,7 +51,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -161,9 +165,13 @@ def score_local(slm: LocalSLM, messages: Sequence[Mapping[str, str]], token_ids:
     return out
 
 
-def answer(slm: SLMBackend, messages: Sequence[Mapping[str, str]], *, logprobs: bool) -> Answer:
-    """Answer ``messages`` with ``slm``; with ``logprobs``, each token's log-probability and top alternatives."""
-    gen: SLMGeneration = slm.generate(messages)
+def answer(slm: SLMBackend, messages: Sequence[Mapping[str, str]], *, logprobs: bool,
+           generate: Callable[[SLMBackend, Sequence[Mapping[str, str]]], SLMGeneration] | None = None) -> Answer:
+    """Answer ``messages`` with ``slm``; with ``logprobs``, each token's log-probability and top alternatives.
+
+    ``generate(slm, messages)`` produces the generation (default ``slm.generate``; the server's batcher).
+    """
+    gen: SLMGeneration = generate(slm, messages) if generate is not None else slm.generate(messages)
     tokens: list[TokenLogprob] | None = None
     if logprobs and isinstance(slm, LocalSLM):
         tokens = score_local(slm, messages, gen.token_ids)
@@ -178,6 +186,61 @@ def answer(slm: SLMBackend, messages: Sequence[Mapping[str, str]], *, logprobs: 
                   finished=gen.finished)
 
 
+class Batcher:
+    """Answers requests that arrive together with one ``generate_batch`` call, as engines batch their users.
+
+    A request waits at most ``window_s`` for others; up to ``max_batch`` requests for the same backend settings go
+    into one batch. One worker thread runs the batches, one at a time.
+    """
+
+    def __init__(self, max_batch: int, window_s: float = 0.005) -> None:
+        self.max_batch, self.window_s = max_batch, window_s
+        self._pending: list[tuple[tuple[Any, ...], SLMBackend, Sequence[Mapping[str, str]], Future]] = []
+        self._ready = threading.Condition()
+        self._closed = False
+        self.batch_sizes: list[int] = []
+        """Size of every batch run (for benchmarks)."""
+        self._thread = threading.Thread(target=self._run, name="engine-batcher", daemon=True)
+        self._thread.start()
+
+    def __call__(self, slm: SLMBackend, messages: Sequence[Mapping[str, str]]) -> SLMGeneration:
+        key = (type(slm), slm.model_dump_json(exclude={"chat_model", "tokenizer"}))
+        future: Future = Future()
+        with self._ready:
+            self._pending.append((key, slm, messages, future))
+            self._ready.notify()
+        out = future.result()
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+            time.sleep(self.window_s)  # let the requests that arrive together gather
+            with self._ready:
+                key = self._pending[0][0]
+                batch = [p for p in self._pending if p[0] == key][: self.max_batch]
+                self._pending = [p for p in self._pending if all(p is not b for b in batch)]
+            self.batch_sizes.append(len(batch))
+            try:
+                outs: list[Any] = batch[0][1].generate_batch([b[2] for b in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                outs = [exc] * len(batch)
+            for (_, _, _, future), out in zip(batch, outs):
+                future.set_result(out)
+
+
 # ---------------------------------------------------------------------------------------------------- server
 class OllamaProtocolServer:
     """A local engine server on 127.0.0.1 (free port by default): Ollama's and OpenAI's protocols, real models.
@@ -187,13 +250,15 @@ class OllamaProtocolServer:
             ``{"smollm2": LocalSLM()}``).
         host: address to bind.
         port: port to bind; 0 picks a free port.
+        max_batch: answer up to this many concurrent requests in one ``generate_batch`` call (1: one by one).
+            Requests that stream without logprobs are always answered one by one, token by token.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``base_url`` is the URL to give Ollama
     clients, ``openai_base_url`` the one for OpenAI clients.
     """
 
     def __init__(self, models: Mapping[str, SLMBackend] | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, max_batch: int = 1) -> None:
         self.models: dict[str, SLMBackend] = {
             _base(k): v for k, v in (models or {"smollm2": LocalSLM()}).items()
         }
@@ -204,6 +269,7 @@ class OllamaProtocolServer:
         self._lock = threading.Lock()
         self.request_count = 0
         """Number of chat requests received on either protocol (faulty ones included)."""
+        self.batcher: Batcher | None = Batcher(max_batch) if max_batch > 1 else None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -229,6 +295,8 @@ class OllamaProtocolServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._httpd.server_close()
+        if self.batcher is not None:
+            self.batcher.close()
 
     def __enter__(self) -> OllamaProtocolServer:
         return self.start()
@@ -316,6 +384,7 @@ def _configured(slm: SLMBackend, max_tokens: Any, temperature: Any) -> SLMBacken
 def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # each streamed record leaves at once (no 40 ms Nagle/delayed-ACK stalls)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence default stderr log
             return
@@ -428,7 +497,7 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
             if not want_logprobs and stream and isinstance(slm, LocalSLM) and kind != "disconnect":
                 self._chat_live(name, slm, messages, started, malformed=kind == "malformed")
                 return
-            ans = answer(slm, messages, logprobs=want_logprobs)
+            ans = answer(slm, messages, logprobs=want_logprobs, generate=server.batcher)
             if not stream:
                 record: dict[str, Any] = {"model": name, "created_at": _now(),
                                           "message": {"role": "assistant", "content": ans.text}}
@@ -515,7 +584,7 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
             top_k = body.get("top_logprobs")
             top_k = max(0, min(int(top_k), MAX_TOP_LOGPROBS)) if isinstance(top_k, int) else 0
             want_logprobs = bool(body.get("logprobs")) and kind != "no_logprobs"
-            ans = answer(slm, messages, logprobs=want_logprobs)
+            ans = answer(slm, messages, logprobs=want_logprobs, generate=server.batcher)
             cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
             finish = "stop" if ans.finished else "length"
             usage = {"prompt_tokens": ans.input_tokens, "completion_tokens": ans.output_tokens,
@@ -598,10 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="smollm2", help="model name clients ask for")
     parser.add_argument("--model", default=None, help="HF id, local dir or GGUF path (default: offline SmolLM2)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-batch", type=int, default=1,
+                        help="answer up to this many concurrent requests in one batch (default 1: one by one)")
     args = parser.parse_args(argv)
     slm = LocalSLM(model=args.model, max_new_tokens=args.max_new_tokens)
     slm.load()
-    with OllamaProtocolServer({args.name: slm}, host=args.host, port=args.port) as server:
+    with OllamaProtocolServer({args.name: slm}, host=args.host, port=args.port, max_batch=args.max_batch) as server:
         print(f"Engine server at {server.base_url} (Ollama) and {server.openai_base_url} (OpenAI) serving "
               f"{args.name!r} ({slm.model_name}); Ctrl-C stops.", flush=True)
         try:

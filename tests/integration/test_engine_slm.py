@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -117,7 +118,16 @@ def chat_openai(base_url: str, **kwargs):
 @pytest.fixture(params=["local", "ollama", "openai", "llamacpp"])
 def backend(request, slm: LocalSLM, engine: OllamaProtocolServer) -> SLMBackend:
     """Each stage-2 backend on the same SmolLM2 weights."""
-    kind = request.param
+    return make(request.param, request, slm, engine)
+
+
+@pytest.fixture(params=["ollama", "openai", "llamacpp"])
+def engine_backend(request, slm: LocalSLM, engine: OllamaProtocolServer) -> SLMBackend:
+    """Each engine-served backend on the same SmolLM2 weights as the in-process one."""
+    return make(request.param, request, slm, engine)
+
+
+def make(kind: str, request: Any, slm: LocalSLM, engine: OllamaProtocolServer) -> SLMBackend:
     if kind == "local":
         return slm.model_copy(update={"max_new_tokens": MAX_NEW})
     if kind == "ollama":
@@ -165,10 +175,9 @@ def test_overflow_rule(backend: SLMBackend) -> None:
 
 # ------------------------------------------------------------------------------------------ same weights
 @pytest.mark.parametrize("question", [PARIS, COLOUR, BOILING], ids=["paris", "colour", "boiling"])
-def test_engines_match_the_in_process_slm(backend: SLMBackend, slm: LocalSLM, question, request) -> None:
-    kind = request.node.callspec.params["backend"]
-    if kind == "local":
-        pytest.skip("the in-process SLM is the reference")
+def test_engines_match_the_in_process_slm(engine_backend: SLMBackend, slm: LocalSLM, question, request) -> None:
+    kind = request.node.callspec.params["engine_backend"]
+    backend = engine_backend
     reference = slm.model_copy(update={"max_new_tokens": MAX_NEW})
     local = reference.generate(question)
     served = backend.generate(question)
@@ -189,6 +198,19 @@ def test_engines_match_the_in_process_slm(backend: SLMBackend, slm: LocalSLM, qu
     if kind != "llamacpp":  # the top-5 entropy is a lower bound of the exact entropy of the same distribution
         assert all(h <= exact + 1e-4 for h, exact in zip(served.token_entropies, local.token_entropies))
         assert served.signals.mean_entropy < local.signals.mean_entropy
+
+
+def test_the_engine_batches_concurrent_requests_and_answers_as_in_process(slm: LocalSLM) -> None:
+    model = slm.model_copy(update={"max_new_tokens": 16})
+    questions = [PARIS, COLOUR, BOILING, PARIS]
+    with OllamaProtocolServer({"smollm2": model}, max_batch=4) as server:
+        engine_slm = ChatModelSLM(chat_model=chat_openai(server.openai_base_url), max_new_tokens=16,
+                                  max_concurrency=4)
+        served = engine_slm.generate_batch(questions)
+        assert server.batcher is not None and max(server.batcher.batch_sizes) > 1
+    local = model.generate_batch(questions)
+    assert [g.text for g in served] == [g.text for g in local]
+    assert all(abs(a.signals.mean_prob - b.signals.mean_prob) < 1e-3 for a, b in zip(served, local))
 
 
 # ------------------------------------------------------------------------------------------ errors
