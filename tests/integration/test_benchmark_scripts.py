@@ -30,6 +30,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     (["-m", "langchain_slm_router.cli", "eval", "--data-dir", MISSING], f"data folder {MISSING} not found"),
     (["benchmarks/bench_math_phrasings.py", "--file", f"{MISSING}/math_phrasings.jsonl"],
      "make_math_phrasings.py"),
+    (["benchmarks/bench_engines.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
+    (["benchmarks/bench_scaling.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
 ])
 def test_missing_data_is_a_message_and_an_error_exit(script: list[str], expected: str) -> None:
     out = _run(*script)
