@@ -36,6 +36,10 @@ class ModelLoadError(SLMRouterError, RuntimeError):
     """The local small model could not be loaded (missing file, corrupt weights, unsupported architecture)."""
 
 
+class GateFileError(SLMRouterError, ValueError):
+    """A gate file is missing, malformed or tampered with (gate files are JSON data, never code)."""
+
+
 class GenerationError(SLMRouterError, RuntimeError):
     """The small model failed while generating (in process, or its engine answered an error or a malformed reply)."""
 

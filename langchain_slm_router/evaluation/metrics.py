@@ -59,6 +59,22 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
     return (rank_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg))
 
 
+def expected_calibration_error(probs: Sequence[float], labels: Sequence[Any], bins: int = 10) -> float:
+    """ECE: the sample-weighted mean |accuracy - confidence| over ``bins`` equal-width probability bins."""
+    n = len(probs)
+    if n == 0:
+        return 0.0
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, p in enumerate(probs) if (lo <= p < hi) or (b == bins - 1 and p == 1.0)]
+        if idx:
+            conf = sum(probs[i] for i in idx) / len(idx)
+            acc = sum(bool(labels[i]) for i in idx) / len(idx)
+            total += len(idx) / n * abs(acc - conf)
+    return total
+
+
 def precision_recall_f1(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple[float | None, float | None,
                                                                                       float | None]:
     """Precision, recall and F1 of ``predicted`` positives against ``actual`` ones (``None`` when undefined)."""
@@ -163,5 +179,6 @@ def default_thresholds(records: Sequence[Record], steps: int = 41) -> list[float
     return sorted(grid | values)
 
 
-__all__ = ["SIGNALS", "SystemMetrics", "auroc", "default_thresholds", "percentile", "precision_recall_f1",
+__all__ = ["SIGNALS", "SystemMetrics", "auroc", "default_thresholds", "expected_calibration_error", "percentile",
+           "precision_recall_f1",
            "signal_aurocs", "summarize", "sweep"]

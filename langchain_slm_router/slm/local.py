@@ -269,14 +269,16 @@ class LocalSLM(SLMBackend):
                 prepared.append(self.encode(conv))
             except QueryTooLongError as exc:
                 prepared.append(exc)
-        gens = iter(self.generate_encoded([p for p in prepared if not isinstance(p, Exception)]))
+        gens = iter(self.generate_encoded([p for p in prepared if not isinstance(p, Exception)], early_exit))
         return [p if isinstance(p, Exception) else next(gens) for p in prepared]
 
-    def generate_encoded(self, encoded: Sequence[tuple[list[int], bool]]) -> list[SLMGeneration]:
+    def generate_encoded(
+        self, encoded: Sequence[tuple[list[int], bool]], early_exit: EarlyExit | None = None
+    ) -> list[SLMGeneration]:
         """Answer prompts already encoded by :meth:`encode`, ``max_batch_size`` per forward pass."""
         out: list[SLMGeneration] = []
         for start in range(0, len(encoded), self.max_batch_size):
-            out.extend(self._generate_chunk(list(encoded[start : start + self.max_batch_size])))
+            out.extend(self._generate_chunk(list(encoded[start : start + self.max_batch_size]), early_exit))
         return out
 
     def stream_text(self, messages: Sequence[ChatMessageDict]) -> Iterator[str]:
@@ -331,7 +333,9 @@ class LocalSLM(SLMBackend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def _generate_chunk(self, batch: list[tuple[list[int], bool]]) -> list[SLMGeneration]:
+    def _generate_chunk(
+        self, batch: list[tuple[list[int], bool]], early_exit: EarlyExit | None = None
+    ) -> list[SLMGeneration]:
         import torch
 
         loaded = self.loaded
@@ -340,6 +344,9 @@ class LocalSLM(SLMBackend):
         pad = tok.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids, _ in batch], device=self.device)
         attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in batch], device=self.device)
+        stops = {tok.eos_token_id, pad}
+        watch = _EarlyExitWatch(early_exit, len(batch), self.max_new_tokens, stops) if early_exit else None
+        extra: dict[str, Any] = watch.generate_kwargs() if watch is not None else {}
         started = time.perf_counter()
         try:
             with loaded.lock, torch.inference_mode():
@@ -349,6 +356,7 @@ class LocalSLM(SLMBackend):
                     output_logits=True,
                     return_dict_in_generate=True,
                     **self._gen_kwargs(loaded),
+                    **extra,
                 )
         except Exception as exc:  # noqa: BLE001
             raise GenerationError(f"The SLM {loaded.name} failed while generating: {exc}") from exc
@@ -359,13 +367,13 @@ class LocalSLM(SLMBackend):
         chosen = logp.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (batch, steps)
         # entr(p) = -p log p, and 0 where p == 0 (masked logits would give 0 * -inf = nan otherwise)
         entropy = torch.special.entr(logp.exp()).sum(-1).clamp_min(0.0)
-        stops = {tok.eos_token_id, pad}
         out = []
         for row, (ids, truncated) in enumerate(batch):
             toks = new_tokens[row].tolist()
             n = next((i for i, t in enumerate(toks) if t in stops), len(toks))
             probs = chosen[row, :n].exp().tolist()
             ents = entropy[row, :n].tolist()
+            exited = watch is not None and watch.exited[row]
             out.append(
                 SLMGeneration(
                     text=tok.decode(toks[:n], skip_special_tokens=True).strip(),
@@ -376,9 +384,60 @@ class LocalSLM(SLMBackend):
                     input_tokens=len(ids),
                     output_tokens=n,
                     truncated_input=truncated,
-                    finished=n < len(toks) or n < self.max_new_tokens,
+                    finished=not exited and (n < len(toks) or n < self.max_new_tokens),
                     latency_ms=elapsed_ms / len(batch),
+                    early_exit=exited,
                 )
             )
         return out
 
+
+class _EarlyExitWatch:
+    """Calls an :data:`~langchain_slm_router.slm.base.EarlyExit` rule after every generated token, per row.
+
+    A logits processor keeps the step's log-probabilities (greedy decoding has no other processor, so they are
+    the same numbers the signals are computed from afterwards); a stopping criterion then reads the chosen
+    token's probability, and stops a row (transformers pads it from there) when the rule says it can no longer
+    be kept. Other rows of the batch go on.
+    """
+
+    def __init__(self, rule: EarlyExit, rows: int, max_new_tokens: int, stops: set[int]) -> None:
+        self.rule, self.max_new_tokens, self.stops = rule, max_new_tokens, stops
+        self.probs: list[list[float]] = [[] for _ in range(rows)]
+        self.done = [False] * rows
+        self.exited = [False] * rows
+        self.logp: Any = None
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+        watch = self
+
+        class _Keep(LogitsProcessor):
+            def __call__(self, input_ids: Any, scores: Any) -> Any:
+                watch.logp = scores.float().log_softmax(-1)
+                return scores
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return watch.step(input_ids)
+
+        return {"logits_processor": LogitsProcessorList([_Keep()]),
+                "stopping_criteria": StoppingCriteriaList([_Stop()])}
+
+    def step(self, input_ids: Any) -> Any:
+        import torch
+
+        chosen = input_ids[:, -1]
+        probs = self.logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).exp().tolist()
+        stop = []
+        for row, (token, p) in enumerate(zip(chosen.tolist(), probs)):
+            if not self.done[row]:
+                if token in self.stops:
+                    self.done[row] = True
+                else:
+                    self.probs[row].append(p)
+                    if self.rule(self.probs[row], self.max_new_tokens - len(self.probs[row])):
+                        self.done[row] = self.exited[row] = True
+            stop.append(self.exited[row])
+        return torch.tensor(stop, dtype=torch.bool, device=input_ids.device)

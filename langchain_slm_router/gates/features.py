@@ -1,0 +1,118 @@
+"""The numbers a learned gate decides on, computed once per SLM answer.
+
+:func:`gate_features` turns an answer (its per-token probabilities and entropies, its text, whether the model
+ended it) and the conversation it answered into a flat ``{name: float}`` dict with the names of
+:data:`FEATURE_NAMES`:
+
+* the five summary signals (``mean_prob``, ``min_prob``, ``mean_entropy``, ``mean_logprob``, ``log_length``);
+* quantiles of the token probabilities (``q10_prob``, ``q25_prob``, ``q50_prob``) and the first token's
+  probability (``first_prob``) — Gupta et al. (ICLR 2024) found the quantiles beat the mean for deferral;
+* ``finished`` (the model ended the answer itself) and ``abstained`` (it declined: ``unanswerable`` ...);
+* grounding, for prompts that carry a context: ``grounding`` is the share of the answer's words found in the
+  prompt, ``has_context`` whether the prompt is long enough to hold one;
+* the query's shape, with no data-set-specific cue: ``log_query_words``, ``query_has_digits``,
+  ``answer_has_digits``, ``n_turns``.
+
+The same function serves the router (from an :class:`~langchain_slm_router.slm.SLMGeneration`), the evaluation
+harness's records and logged traffic, so a gate is fit and used on identical numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+from langchain_slm_router.slm.base import SLMGeneration
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "mean_prob",
+    "min_prob",
+    "mean_entropy",
+    "mean_logprob",
+    "log_length",
+    "q10_prob",
+    "q25_prob",
+    "q50_prob",
+    "first_prob",
+    "finished",
+    "abstained",
+    "grounding",
+    "has_context",
+    "log_query_words",
+    "query_has_digits",
+    "answer_has_digits",
+    "n_turns",
+)
+"""Every feature :func:`gate_features` returns, in a fixed order."""
+
+CONTEXT_MIN_WORDS = 60
+"""A user message of at least this many words is taken to carry a context (RAG, reading comprehension)."""
+
+_WORD = re.compile(r"\w+")
+_DIGIT = re.compile(r"\d")
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of already sorted values (numpy's default method)."""
+    if not sorted_values:
+        return 0.0
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _words(text: str) -> list[str]:
+    from langchain_slm_router.evaluation.scoring import normalize_answer
+
+    return _WORD.findall(normalize_answer(text))
+
+
+def gate_features(
+    token_probs: Sequence[float],
+    token_entropies: Sequence[float],
+    text: str,
+    finished: bool,
+    messages: Sequence[Mapping[str, str]] = (),
+) -> dict[str, float]:
+    """The features of one SLM answer to ``messages`` (see the module docstring)."""
+    from langchain_slm_router.evaluation.scoring import is_abstention
+
+    probs = [min(1.0, max(0.0, float(p))) for p in token_probs]
+    n = len(probs)
+    ordered = sorted(probs)
+    user = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    prompt = user[-1] if user else ""
+    prompt_words = _words(prompt)
+    answer_words = _words(text)
+    prompt_set = set(prompt_words)
+    grounding = (sum(w in prompt_set for w in answer_words) / len(answer_words)) if answer_words else 0.0
+    return {
+        "mean_prob": sum(probs) / n if n else 0.0,
+        "min_prob": ordered[0] if n else 0.0,
+        "mean_entropy": max(0.0, sum(float(h) for h in token_entropies) / n) if n else 0.0,
+        "mean_logprob": max(-30.0, sum(math.log(max(p, 1e-13)) for p in probs) / n) if n else -30.0,
+        "log_length": math.log1p(n),
+        "q10_prob": _quantile(ordered, 0.10),
+        "q25_prob": _quantile(ordered, 0.25),
+        "q50_prob": _quantile(ordered, 0.50),
+        "first_prob": probs[0] if n else 0.0,
+        "finished": float(bool(finished)),
+        "abstained": float(n > 0 and is_abstention(text)),
+        "grounding": grounding,
+        "has_context": float(len(prompt_words) >= CONTEXT_MIN_WORDS),
+        "log_query_words": math.log1p(len(prompt_words)),
+        "query_has_digits": float(bool(_DIGIT.search(prompt))),
+        "answer_has_digits": float(bool(_DIGIT.search(text))),
+        "n_turns": float(len(user)),
+    }
+
+
+def generation_features(generation: SLMGeneration, messages: Sequence[Mapping[str, str]] = ()) -> dict[str, float]:
+    """:func:`gate_features` of an :class:`~langchain_slm_router.slm.SLMGeneration`."""
+    return gate_features(generation.token_probs, generation.token_entropies, generation.text, generation.finished,
+                         messages)
+
+
+__all__ = ["CONTEXT_MIN_WORDS", "FEATURE_NAMES", "gate_features", "generation_features"]
