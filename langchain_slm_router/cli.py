@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     from langchain_slm_router.server.cli import add_serve_command
 
     add_serve_command(sub)
+    from langchain_slm_router.gates import training as gate_training
+
+    tg = sub.add_parser("train-gate", help="fit a learned, calibrated gate from eval records or logged traffic")
+    gate_training.build_parser(tg).set_defaults(handler=gate_training.run)
     return parser
 
 

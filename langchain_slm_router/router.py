@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationInfo, field_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
 from langchain_slm_router.fallback import (
@@ -45,6 +46,7 @@ from langchain_slm_router.fallback import (
     with_fallback_retry,
 )
 from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
+from langchain_slm_router.gates.training import TrafficLog
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
 from langchain_slm_router.slm import LocalSLM, Overflow, SLMBackend, SLMGeneration, make_backend
@@ -116,8 +118,17 @@ class SLMRouter(BaseModel):
     gate: SerializeAsAny[Gate] = Field(default_factory=GatePolicy)
     fallback: Any | None = Field(default_factory=default_fallback)
     on_fallback_error: Literal["raise", "return_slm"] = "raise"
+    traffic_log: Path | None = None
+    """Opt-in: append each escalated query's SLM draft and LLM answer to this JSONL file, to train a gate on
+    your own traffic with ``slm-router train-gate --traffic FILE`` (see :mod:`langchain_slm_router.gates.training`)."""
     fallback_retries: int = Field(default=2, ge=0, le=10)
     max_query_chars: int = Field(default=32_000, ge=1)
+
+    _traffic: TrafficLog | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.traffic_log is not None:
+            self._traffic = TrafficLog(self.traffic_log)
 
     @field_validator("slm", "gate", mode="before")
     @classmethod
@@ -424,9 +435,12 @@ class SLMRouter(BaseModel):
 
     def _llm_result(self, job: _Job, message: Any, name: str) -> RouteResult:
         text = message.text if isinstance(message, BaseMessage) else str(message)
+        text = text if isinstance(text, str) else str(text)
         usage = getattr(message, "usage_metadata", None) or {}
+        if self._traffic is not None and job.gen is not None and job.conv is not None:
+            self._traffic.append(job.conv.dicts, job.gen, text)
         return self._result(
-            job, answer=text if isinstance(text, str) else str(text), stage="llm", reason=job.reason,
+            job, answer=text, stage="llm", reason=job.reason,
             fallback_tried=True, fallback_model=name, llm_message=message,
             extra_usage={"llm_input_tokens": int(usage.get("input_tokens", 0)),
                          "llm_output_tokens": int(usage.get("output_tokens", 0))},

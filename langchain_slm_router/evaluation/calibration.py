@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, model_validator
 from langchain_slm_router.evaluation import systems
 from langchain_slm_router.evaluation.metrics import default_thresholds
 from langchain_slm_router.evaluation.systems import Record
+from langchain_slm_router.gates import Gate, GatePolicy
 
 
 class CalibrationTarget(BaseModel):
@@ -70,8 +71,8 @@ class CalibrationResult(BaseModel):
     heldout_met: bool
 
 
-def _evaluate(records: Sequence[Record], threshold: float) -> tuple[float, float]:
-    outs = [systems.router(r, threshold) for r in records]
+def _evaluate(records: Sequence[Record], threshold: float, gate: Gate | None = None) -> tuple[float, float]:
+    outs = [systems.router(r, threshold, gate) for r in records]
     n = max(1, len(outs))
     return sum(o.score for o in outs) / n, sum(o.llm_called for o in outs) / n
 
@@ -88,13 +89,22 @@ def _meets(target: CalibrationTarget, quality: float, share: float, llm_quality:
 
 
 def choose_threshold(records: Sequence[Record], target: CalibrationTarget,
-                     thresholds: Sequence[float] | None = None) -> ThresholdChoice:
-    """The threshold (on mean token probability) that meets ``target`` on ``records``."""
+                     thresholds: Sequence[float] | None = None, gate: Gate | None = None) -> ThresholdChoice:
+    """The headline threshold of ``gate`` that meets ``target`` on ``records``.
+
+    ``gate`` defaults to :class:`GatePolicy` (threshold on mean token probability); a :class:`LearnedGate`'s
+    threshold is its minimum P(correct), searched on a 0.025 grid.
+    """
     if not records:
         raise ValueError("calibration needs at least one labelled record")
-    grid = list(thresholds) if thresholds is not None else default_thresholds(records)
+    if thresholds is not None:
+        grid = list(thresholds)
+    elif gate is None or isinstance(gate, GatePolicy):
+        grid = default_thresholds(records)
+    else:
+        grid = [i / 40 for i in range(41)]
     llm_q = _llm_quality(records)
-    rows = [(t, *_evaluate(records, t)) for t in grid]
+    rows = [(t, *_evaluate(records, t, gate)) for t in grid]
     ok = [row for row in rows if _meets(target, row[1], row[2], llm_q)]
     if ok:
         if target.max_llm_share is not None:
@@ -111,13 +121,13 @@ def choose_threshold(records: Sequence[Record], target: CalibrationTarget,
 
 
 def calibrate(calib_records: Sequence[Record], eval_records: Sequence[Record],
-              target: CalibrationTarget) -> CalibrationResult:
+              target: CalibrationTarget, gate: Gate | None = None) -> CalibrationResult:
     """Choose on ``calib_records``, report on ``eval_records`` (which must be a different split)."""
     calib_ids = {r.get("id") for r in calib_records}
     if any(r.get("id") in calib_ids for r in eval_records):
         raise ValueError("the held-out split shares questions with the calibration split")
-    choice = choose_threshold(calib_records, target)
-    quality, share = _evaluate(eval_records, choice.threshold)
+    choice = choose_threshold(calib_records, target, gate=gate)
+    quality, share = _evaluate(eval_records, choice.threshold, gate)
     llm_q = _llm_quality(eval_records)
     return CalibrationResult(choice=choice, heldout_quality=quality, heldout_llm_share=share,
                              heldout_llm_quality=llm_q, heldout_n=len(eval_records),

@@ -105,7 +105,7 @@ class Harness:
     def _slm_settings(self, slm: LocalSLM) -> dict[str, Any]:
         return {"max_new_tokens": slm.max_new_tokens, "temperature": slm.temperature,
                 "system_prompt": slm.system_prompt, "max_input_tokens": slm.max_input_tokens,
-                "gguf_file": slm.gguf_file, "dtype": slm.dtype}
+                "gguf_file": slm.gguf_file, "dtype": slm.dtype, "record_format": 2}
 
     def run_math(self, item: EvalItem) -> tuple[dict[str, Any] | None, float]:
         start = time.perf_counter()
@@ -127,6 +127,8 @@ class Harness:
                         "latency_ms": _ms(start), "finished": False}
             return {"text": gen.text, "signals": gen.signals.model_dump(), "finished": gen.finished,
                     "input_tokens": gen.input_tokens, "output_tokens": gen.output_tokens,
+                    "token_probs": [round(p, 6) for p in gen.token_probs],
+                    "token_entropies": [round(h, 5) for h in gen.token_entropies],
                     "latency_ms": _ms(start)}
 
         value, cached = self.cache.get_or_compute("slm", slm.model_name, item.prompt, self._slm_settings(slm),
@@ -185,6 +187,7 @@ class Harness:
         record: Record = {
             "id": item.id, "dataset": item.dataset, "kind": item.kind, "question": item.question,
             "answers": item.answers, "unanswerable": item.unanswerable, "prompt_chars": len(item.prompt),
+            "prompt": item.prompt,
             "math": math, "math_latency_ms": math_ms, "slm": slm, "llm": llm, "live_router": None,
         }
         if self.config.live_router if live is None else live:

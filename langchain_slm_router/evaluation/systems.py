@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from langchain_slm_router.gates import GatePolicy
+from langchain_slm_router.gates import Gate, GatePolicy
+from langchain_slm_router.slm.base import SLMGeneration
 from langchain_slm_router.signals import ConfidenceSignals
 
 Record = dict[str, Any]
@@ -65,13 +66,30 @@ def slm_signals(record: Record) -> ConfidenceSignals | None:
     return ConfidenceSignals(**signals) if signals else None
 
 
-def gate_keeps(record: Record, threshold: float, policy: GatePolicy | None = None) -> bool:
-    """Whether the gate at ``threshold`` (on mean token probability) keeps the record's SLM answer."""
+def record_generation(record: Record) -> SLMGeneration | None:
+    """The record's SLM answer as an :class:`SLMGeneration` (``None`` when the SLM did not answer)."""
+    slm = _part(record, "slm")
     signals = slm_signals(record)
     if signals is None:
+        return None
+    return SLMGeneration(text=slm.get("text", ""), token_probs=slm.get("token_probs", []),
+                         token_entropies=slm.get("token_entropies", []), signals=signals,
+                         input_tokens=int(slm.get("input_tokens", 0)), output_tokens=int(slm.get("output_tokens", 0)),
+                         finished=bool(slm.get("finished", True)), latency_ms=float(slm.get("latency_ms", 0.0)))
+
+
+def record_messages(record: Record) -> list[dict[str, str]]:
+    """The conversation the record's SLM answered (the harness asks one user message)."""
+    return [{"role": "user", "content": str(record.get("prompt", record.get("question", "")))}]
+
+
+def gate_keeps(record: Record, threshold: float, policy: Gate | None = None) -> bool:
+    """Whether ``policy`` (default :class:`GatePolicy`) at headline ``threshold`` keeps the record's SLM answer."""
+    gen = record_generation(record)
+    if gen is None:
         return False
-    gate = policy.model_copy(update={"min_mean_prob": threshold}) if policy else GatePolicy(min_mean_prob=threshold)
-    return gate.decide_signals(signals, bool(_part(record, "slm").get("finished", True))).keep
+    gate = (policy or GatePolicy()).with_threshold(threshold)
+    return gate.decide(gen, record_messages(record)).keep
 
 
 def always_slm(record: Record) -> Outcome:
@@ -96,8 +114,8 @@ def _pipeline(record: Record, keep: bool) -> Outcome:
     return _outcome(record, "llm", math_ms + slm_ms + llm_ms, gated=True, escalated=True)
 
 
-def router(record: Record, threshold: float, policy: GatePolicy | None = None) -> Outcome:
-    """The math -> SLM -> gate -> LLM pipeline at ``threshold`` (minimum mean token probability)."""
+def router(record: Record, threshold: float, policy: Gate | None = None) -> Outcome:
+    """The math -> SLM -> gate -> LLM pipeline with ``policy`` at headline ``threshold``."""
     return _pipeline(record, gate_keeps(record, threshold, policy))
 
 
@@ -118,4 +136,5 @@ def live_router(record: Record) -> Outcome | None:
                    gated=stage != "math", escalated=stage == "llm")
 
 
-__all__ = ["Outcome", "always_llm", "always_slm", "gate_keeps", "live_router", "oracle", "router", "slm_signals"]
+__all__ = ["Outcome", "always_llm", "always_slm", "gate_keeps", "live_router", "oracle", "record_generation",
+           "record_messages", "router", "slm_signals"]

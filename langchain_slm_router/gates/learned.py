@@ -165,6 +165,8 @@ class PlattMap(_Frozen):
 class LearnedGate(Gate):
     """Keep the SLM's answer when the calibrated P(correct) from its features is at least ``min_p_correct``."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     gate_name: ClassVar[str] = "learned"
 
     format: Literal["slm-router-gate/1"] = GATE_FORMAT
