@@ -37,11 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.embeddings import MiniLMEmbeddings
     from langchain_slm_router.tools import make_math_tool, make_router_tool, math_tool
     from langchain_slm_router.fallback import default_fallback
-    from langchain_slm_router.gates import Gate, GateDecision, GatePolicy
+    from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, LearnedGate
     from langchain_slm_router.math_engine import MathAnswer, MathEngine
     from langchain_slm_router.router import SLMRouter, StreamPart
     from langchain_slm_router.signals import ConfidenceSignals
-    from langchain_slm_router.slm import ChatModelSLM, LocalSLM, SLMBackend, SLMGeneration
+    from langchain_slm_router.slm import ChatModelSLM, LlamaCppSLM, LocalSLM, SLMBackend, SLMGeneration
     from langchain_slm_router.trace import RouteResult
 
 _LAZY = {
@@ -54,12 +54,14 @@ _LAZY = {
     "Gate": "gates",
     "GateDecision": "gates",
     "GatePolicy": "gates",
+    "LearnedGate": "gates",
     "MathAnswer": "math_engine",
     "MathEngine": "math_engine",
     "SLMRouter": "router",
     "StreamPart": "router",
     "ConfidenceSignals": "signals",
     "ChatModelSLM": "slm",
+    "LlamaCppSLM": "slm",
     "LocalSLM": "slm",
     "SLMBackend": "slm",
     "SLMGeneration": "slm",

@@ -1,6 +1,7 @@
 """Stage 2, the small model: one protocol (:class:`SLMBackend`) and its implementations.
 
 * :class:`LocalSLM` — transformers + torch in this process (the default: SmolLM2-135M-Instruct, offline).
+* :class:`LlamaCppSLM` — llama.cpp kernels in this process, reading the GGUF as it is (``llamacpp`` extra).
 * :class:`ChatModelSLM` — any LangChain chat model that returns token logprobs (Ollama, vLLM, llama.cpp server).
 
 Importing this package does not import torch or transformers.
@@ -17,6 +18,7 @@ from langchain_slm_router.slm.base import (
     register_backend,
 )
 from langchain_slm_router.slm.chat_model_slm import ChatModelSLM
+from langchain_slm_router.slm.llamacpp import LlamaCppSLM
 from langchain_slm_router.slm.local import (
     DEFAULT_MODEL_NAME,
     LoadedModel,
@@ -31,6 +33,7 @@ __all__ = [
     "SLM_BACKENDS",
     "ChatMessageDict",
     "EarlyExit",
+    "LlamaCppSLM",
     "LoadedModel",
     "LocalSLM",
     "Overflow",

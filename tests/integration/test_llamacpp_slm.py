@@ -1,0 +1,62 @@
+"""LlamaCppSLM: the shipped GGUF on llama.cpp kernels, in process, with exact probabilities and entropies."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+
+from langchain_slm_router import GatePolicy, SLMRouter
+from langchain_slm_router.errors import ModelLoadError, QueryTooLongError
+from langchain_slm_router.slm import LlamaCppSLM, make_backend
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                       reason="llama-cpp-python is not installed (pip install 'langchain-slm-router[llamacpp]')"),
+]
+
+CONVS = [[{"role": "user", "content": "What is the capital of France?"}],
+         [{"role": "user", "content": "Name three primary colours."}]]
+
+
+@pytest.fixture(scope="module")
+def cpp() -> LlamaCppSLM:
+    return LlamaCppSLM(max_new_tokens=24)
+
+
+def test_answers_with_valid_signals_and_matches_the_transformers_model(cpp, slm) -> None:
+    gens = cpp.generate_batch(CONVS)
+    ref = slm.model_copy(update={"max_new_tokens": 24}).generate_batch(CONVS)
+    for g, r in zip(gens, ref):
+        assert g.text and all(0.0 <= p <= 1.0 for p in g.token_probs)
+        assert all(math.isfinite(h) and h >= 0 for h in g.token_entropies)
+        assert g.signals.length == g.output_tokens == len(g.token_ids)
+        # same GGUF weights, different kernels (4-bit in llama.cpp, dequantised float32 in torch)
+        assert abs(g.signals.mean_prob - r.signals.mean_prob) < 0.1
+    assert "Paris" in gens[0].text and gens[0].finished and gens[0].text == ref[0].text
+    assert make_backend("llamacpp", max_new_tokens=24).model_name == cpp.model_name
+
+
+def test_overflow_early_exit_and_router(cpp) -> None:
+    small = cpp.model_copy(update={"max_input_tokens": 20})
+    long = [{"role": "user", "content": "Summarise: " + "the quick brown fox jumps over the lazy dog. " * 10}]
+    assert isinstance(small.generate_batch([long])[0], QueryTooLongError)
+    cut = small.model_copy(update={"overflow": "truncate"}).generate_batch([long])[0]
+    assert cut.truncated_input and cut.input_tokens <= 20
+    gate = GatePolicy(min_mean_prob=0.95)
+    full, early = cpp.generate(CONVS[1]), cpp.generate_batch([CONVS[1]], early_exit=gate.early_exit())[0]
+    assert early.early_exit and early.output_tokens < full.output_tokens
+    assert early.token_probs == full.token_probs[: early.output_tokens]
+    r = SLMRouter(slm=cpp, fallback=None).route("What is the capital of France?")
+    assert r.stage == "slm" and "Paris" in r.answer and r.slm_model == "SmolLM2-135M-Instruct"
+
+
+def test_missing_file_is_a_model_load_error(tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match="GGUF file not found"):
+        LlamaCppSLM(model_path=str(tmp_path / "nope.gguf")).load()
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelLoadError, match="could not load"):
+        LlamaCppSLM(model_path=str(bad)).load()
