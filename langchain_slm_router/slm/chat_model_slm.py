@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -185,6 +186,7 @@ class ChatModelSLM(SLMBackend):
     """Display name for traces (default: the chat model's class and model, e.g. ``ChatOllama(qwen2.5:1.5b)``)."""
 
     _models: dict[tuple[int, float | None], Any] = PrivateAttr(default_factory=dict)
+    _loop_model: tuple[Any, tuple[int, float | None], Any] | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:
         """Check that the chat model is asked for logprobs."""
@@ -210,6 +212,23 @@ class ChatModelSLM(SLMBackend):
         model = self._models.get(key)
         if model is None:
             model = self._models[key] = self._configured(self.chat_model)
+        return model
+
+    def _async_model(self) -> Any:
+        """The configured chat model for the running event loop.
+
+        A chat model's async HTTP client keeps connections bound to the event loop that opened them, so a second
+        ``asyncio.run`` (LlamaIndex's sync wrappers start one per call) would fail on them, and ChatOpenAI shares one
+        cached async client per process: each event loop gets its own copy of the chat model with fresh clients,
+        built from the same settings.
+        """
+        loop = asyncio.get_running_loop()
+        key = (self.max_new_tokens, self.temperature)
+        cached = self._loop_model
+        if cached is not None and cached[0]() is loop and cached[1] == key:
+            return cached[2]
+        model = self._configured(_with_fresh_clients(self.chat_model))
+        self._loop_model = (weakref.ref(loop), key, model)
         return model
 
     def _configured(self, model: Any) -> Any:
@@ -315,7 +334,7 @@ class ChatModelSLM(SLMBackend):
                     return await self._astream_one(p, early_exit)
                 started = time.perf_counter()
                 try:
-                    reply: Any = await self._model.ainvoke(p[0])
+                    reply: Any = await self._async_model().ainvoke(p[0])
                 except Exception as exc:  # noqa: BLE001 - classified by _finish
                     reply = exc
                 return self._finish(p, reply, (time.perf_counter() - started) * 1000.0)
@@ -373,7 +392,7 @@ class ChatModelSLM(SLMBackend):
     async def _astream_one(self, prepared: tuple[list[dict[str, str]], int, bool], stop: EarlyExit) -> Any:
         started = time.perf_counter()
         merged, cut = None, False
-        stream = self._model.astream(prepared[0])
+        stream = self._async_model().astream(prepared[0])
         try:
             async for chunk in stream:
                 merged = chunk if merged is None else merged + chunk
@@ -418,6 +437,27 @@ class ChatModelSLM(SLMBackend):
             err = GenerationError(f"The SLM engine {self.model_name}{at} failed: {detail}.")
         err.__cause__ = exc
         return err
+
+
+CLIENT_FIELDS = ("client", "async_client", "root_client", "root_async_client")
+"""Fields in which chat models (ChatOpenAI) keep their built HTTP clients; a rebuilt copy leaves them to be made anew."""
+
+
+def _with_fresh_clients(model: Any) -> Any:
+    """A copy of ``model`` built again from its settings, so it opens its own HTTP clients (the model itself when
+    it cannot be rebuilt, e.g. a ``bind``-wrapped model)."""
+    fields = getattr(type(model), "model_fields", None)
+    if not fields:
+        return model
+    settings = {name: getattr(model, name) for name in fields if name not in CLIENT_FIELDS}
+    if "http_async_client" in fields and settings.get("http_async_client") is None:
+        import httpx  # ChatOpenAI would otherwise reuse its process-wide cached async client (bound to the old loop)
+
+        settings["http_async_client"] = httpx.AsyncClient()
+    try:
+        return type(model)(**settings)
+    except Exception:  # noqa: BLE001 - a model that cannot be rebuilt from its fields is used as it is
+        return model
 
 
 def _ms(started: float) -> float:

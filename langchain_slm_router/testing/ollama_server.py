@@ -270,6 +270,10 @@ class OllamaProtocolServer:
         self.request_count = 0
         """Number of chat requests received on either protocol (faulty ones included)."""
         self.batcher: Batcher | None = Batcher(max_batch) if max_batch > 1 else None
+        self.in_flight = 0
+        """Chat requests being answered now."""
+        self.max_in_flight = 0
+        """The most chat requests answered at once so far (how many a client had in flight)."""
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -437,10 +441,15 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
                     self._send_json(404, {"error": f"model '{name}' not found"})
                 else:
                     self._send_json(200, shown)
-            elif self.path == "/api/chat":
-                self._chat(body)
-            elif self.path.rstrip("/") == "/v1/chat/completions":
-                self._openai_chat(body)
+            elif self.path in ("/api/chat", "/v1/chat/completions", "/v1/chat/completions/"):
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._chat(body) if self.path == "/api/chat" else self._openai_chat(body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
             else:
                 self._send_json(404, {"error": "404 page not found"})
 

@@ -97,14 +97,11 @@ def llamacpp_url() -> Iterator[str]:
 
 
 def chat_ollama(base_url: str, **kwargs):
-    import httpx as _httpx
     from langchain_ollama import ChatOllama
 
     kwargs.setdefault("logprobs", True)
     kwargs.setdefault("top_logprobs", 5)
-    # no pooled async connections: tests run on several event loops
-    return ChatOllama(model="smollm2", base_url=base_url,
-                      async_client_kwargs={"limits": _httpx.Limits(max_keepalive_connections=0)}, **kwargs)
+    return ChatOllama(model="smollm2", base_url=base_url, **kwargs)
 
 
 def chat_openai(base_url: str, **kwargs):
@@ -211,6 +208,34 @@ def test_the_engine_batches_concurrent_requests_and_answers_as_in_process(slm: L
     local = model.generate_batch(questions)
     assert [g.text for g in served] == [g.text for g in local]
     assert all(abs(a.signals.mean_prob - b.signals.mean_prob) < 1e-3 for a, b in zip(served, local))
+
+
+@pytest.mark.parametrize("protocol", ["ollama", "openai"])
+def test_requests_in_flight_are_bounded_sync_and_async(engine: OllamaProtocolServer, protocol: str) -> None:
+    import asyncio
+
+    model = chat_ollama(engine.base_url) if protocol == "ollama" else chat_openai(engine.openai_base_url)
+    slm = ChatModelSLM(chat_model=model, max_new_tokens=4, max_concurrency=2)
+    engine.set_fault("slow", delay_s=0.3)  # every request lasts long enough to overlap the next ones
+    try:
+        for run in (lambda: slm.generate_batch([PARIS] * 5), lambda: asyncio.run(slm.agenerate_batch([PARIS] * 5))):
+            engine.max_in_flight = 0
+            assert all(isinstance(g, SLMGeneration) for g in run())
+            assert engine.max_in_flight == 2
+    finally:
+        engine.set_fault(None)
+
+
+@pytest.mark.parametrize("protocol", ["ollama", "openai"])
+def test_async_batches_work_across_event_loops(engine: OllamaProtocolServer, protocol: str) -> None:
+    import asyncio
+
+    # LlamaIndex's sync wrappers start an event loop per call; pooled async connections must not leak across them
+    model = chat_ollama(engine.base_url) if protocol == "ollama" else chat_openai(engine.openai_base_url)
+    slm = ChatModelSLM(chat_model=model, max_new_tokens=8)
+    for _ in range(3):
+        out = asyncio.run(slm.agenerate_batch([PARIS, COLOUR]))
+        assert all(isinstance(g, SLMGeneration) for g in out), out
 
 
 # ------------------------------------------------------------------------------------------ errors
