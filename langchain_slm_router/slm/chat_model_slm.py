@@ -260,10 +260,11 @@ class ChatModelSLM(SLMBackend):
         if tok is None:
             return sum(math.ceil(len(m["content"]) / self.chars_per_token) + 4 for m in msgs)
         if getattr(tok, "chat_template", None):
-            return len(tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True))
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs)
+            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        else:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs)
         if callable(getattr(tok, "encode", None)):
-            return len(tok.encode(text))
+            return len(tok.encode(text, add_special_tokens=False))
         return len(tok(text))
 
     def prepare(self, messages: Sequence[ChatMessageDict]) -> tuple[list[dict[str, str]], int, bool]:

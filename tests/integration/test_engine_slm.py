@@ -317,3 +317,11 @@ def test_langchain_and_llamaindex_work_unchanged_with_an_engine_slm(engine: Olla
     llm = SLMRouterLLM(slm=slm, gate=keep_all, fallback=fallback_llm)
     reply = llm.chat([ChatMessage(role="user", content="What is the capital of France?")])
     assert "Paris" in reply.message.content and reply.raw["stage"] == "slm"
+
+
+def test_a_given_tokenizer_counts_prompt_tokens_exactly(engine: OllamaProtocolServer, slm: LocalSLM) -> None:
+    exact = ChatModelSLM(chat_model=chat_ollama(engine.base_url), tokenizer=slm.load().tokenizer)
+    for question in (PARIS, LONG):
+        assert exact.count_tokens(question) == slm.count_tokens(question)
+    served = exact.generate(PARIS)
+    assert served.input_tokens == slm.count_tokens(PARIS)  # the engine's own count agrees
