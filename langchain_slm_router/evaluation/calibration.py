@@ -88,12 +88,23 @@ def _meets(target: CalibrationTarget, quality: float, share: float, llm_quality:
     return quality >= (target.min_quality_ratio or 0.0) * llm_quality - eps
 
 
+def _gate_scores(records: Sequence[Record], gate: Gate) -> list[float]:
+    out = []
+    for r in records:
+        gen = systems.record_generation(r)
+        if gen is not None and not r.get("math"):
+            p = gate.decide(gen, systems.record_messages(r)).p_correct
+            if p is not None:
+                out.append(float(p))
+    return out
+
+
 def choose_threshold(records: Sequence[Record], target: CalibrationTarget,
                      thresholds: Sequence[float] | None = None, gate: Gate | None = None) -> ThresholdChoice:
     """The headline threshold of ``gate`` that meets ``target`` on ``records``.
 
     ``gate`` defaults to :class:`GatePolicy` (threshold on mean token probability); a :class:`LearnedGate`'s
-    threshold is its minimum P(correct), searched on a 0.025 grid.
+    threshold is its minimum P(correct), searched over the P(correct) values the records give.
     """
     if not records:
         raise ValueError("calibration needs at least one labelled record")
@@ -102,7 +113,7 @@ def choose_threshold(records: Sequence[Record], target: CalibrationTarget,
     elif gate is None or isinstance(gate, GatePolicy):
         grid = default_thresholds(records)
     else:
-        grid = [i / 40 for i in range(41)]
+        grid = sorted({0.0, 1.0, *_gate_scores(records, gate)})
     llm_q = _llm_quality(records)
     rows = [(t, *_evaluate(records, t, gate)) for t in grid]
     ok = [row for row in rows if _meets(target, row[1], row[2], llm_q)]

@@ -32,6 +32,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
      "make_math_phrasings.py"),
     (["benchmarks/bench_engines.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
     (["benchmarks/bench_scaling.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
+    (["benchmarks/bench_gate.py", "--data-dir", MISSING], f"{MISSING}/squad_v2_dev.jsonl not found"),
 ])
 def test_missing_data_is_a_message_and_an_error_exit(script: list[str], expected: str) -> None:
     out = _run(*script)
