@@ -171,6 +171,8 @@ class LearnedGate(Gate):
 
     format: Literal["slm-router-gate/1"] = GATE_FORMAT
     """File format version."""
+    gate: Literal["learned"] = "learned"
+    """The registry name, so a dumped router configuration rebuilds this gate."""
     feature_names: list[str]
     """The features the model reads, in order (a subset of :data:`~langchain_slm_router.gates.features.FEATURE_NAMES`)."""
     model: Annotated[LogisticModel | BoostedTrees, Field(discriminator="kind")]

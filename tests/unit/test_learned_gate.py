@@ -84,6 +84,11 @@ def test_saved_gate_reloads_bit_identical_with_the_same_decisions(tmp_path: Path
         again = LearnedGate.load(path)
         assert again == gate and again.to_json() == gate.to_json()
         assert make_gate("learned", **json.loads(path.read_text())) == gate
+        # a dumped router configuration rebuilds the learned gate through the registry
+        from langchain_slm_router import SLMRouter
+
+        dumped = SLMRouter(gate=gate, fallback=None, slm=None).model_dump(mode="json")
+        assert SLMRouter(**{**dumped, "fallback": None}).gate == gate
         for probs in ([0.9, 0.8], [0.2, 0.9, 0.4], [0.6]):
             a, b = gate.decide(_gen(probs)), again.decide(_gen(probs))
             assert (a.keep, a.p_correct, a.features) == (b.keep, b.p_correct, b.features)
