@@ -3,7 +3,7 @@
 Usage::
 
     nice -n 5 python benchmarks/bench_server.py [--data-dir ../shared/data] [--concurrency 1,8,32,100]
-        [--questions 100] [--max-new-tokens 24] [--load-requests 300] [--load-clients 100] [--fallback local|none]
+        [--questions 40] [--max-new-tokens 16] [--load-requests 200] [--load-clients 100] [--fallback none|local]
 
 Everything runs on this machine, on loopback: the real SmolLM2 as the SLM, the math engine, and (``--fallback
 local``) the project's Ollama-protocol test server backed by the same SmolLM2 as the fallback, reached with the
@@ -13,9 +13,9 @@ side in one run).
 
 1. **Reference**: every question once through ``SLMRouter.route`` in-process, one by one (answers, stages,
    signals, time).
-2. **Overhead**: the same questions one by one over HTTP (OpenAI protocol, JSON); per request, the HTTP wall time
+2. **Overhead**: the first ``--overhead-questions`` questions one by one over HTTP (OpenAI protocol, JSON); per request, the HTTP wall time
    minus the router's own ``latency_ms.total`` from the trace; p50/p95 (target: p50 < 5 ms).
-3. **Throughput**: for each concurrency c, ``max(32, 2c)`` requests (the questions in order, cycled; half OpenAI,
+3. **Throughput**: for each concurrency c, ``max(--min-requests, c)`` requests (the questions in order, cycled; half OpenAI,
    half Ollama protocol) by c concurrent clients, once with coalescing and once one by one (``coalesce=False``),
    each on a fresh server: requests/s, p50/p95 latency, SLM calls and batch size, answers equal to the reference.
 4. **Load**: ``--load-requests`` requests from ``--load-clients`` concurrent clients against a server with small
@@ -115,11 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--concurrency", default="1,8,32,100")
-    parser.add_argument("--questions", type=int, default=100, help="distinct questions (1/4 math, 3/4 NQ-open)")
-    parser.add_argument("--max-new-tokens", type=int, default=24)
-    parser.add_argument("--load-requests", type=int, default=300)
+    parser.add_argument("--questions", type=int, default=40, help="distinct questions (1/4 math, 3/4 NQ-open)")
+    parser.add_argument("--overhead-questions", type=int, default=20, help="questions of the overhead pass")
+    parser.add_argument("--min-requests", type=int, default=16,
+                        help="requests per throughput cell: max(min-requests, clients)")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--load-requests", type=int, default=200)
     parser.add_argument("--load-clients", type=int, default=100)
-    parser.add_argument("--fallback", choices=["local", "none"], default="local")
+    parser.add_argument("--fallback", choices=["none", "local"], default="none",
+                        help="none (default): the SLM's answer is returned when the gate rejects it, so the run "
+                             "measures the server's own work; local: SmolLM2 behind the Ollama-protocol test server "
+                             "on the same cores")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
 
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for coalesce in (True, False):
         with RouterServer(router, ServerSettings(port=0, coalesce=coalesce)) as srv:
-            results, wall = asyncio.run(run_clients(srv.base_url, questions, len(questions), 1,
+            results, wall = asyncio.run(run_clients(srv.base_url, questions, args.overhead_questions, 1,
                                                     f"overhead coalesce={coalesce}"))
         overhead = [r["wall"] * 1000 - r["trace"]["latency_ms"]["total"] for r in results if r["status"] == 200]
         math_overhead = [o for o, r in zip(overhead, results) if r["trace"]["stage"] == "math"]
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
           "stages != ref | max abs d(mean_prob) | speed-up |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in [int(x) for x in args.concurrency.split(",")]:
-        n = max(32, 2 * c)
+        n = max(args.min_requests, c)
         rate: dict[bool, float] = {}
         for coalesce in (False, True):
             settings = ServerSettings(port=0, coalesce=coalesce, max_concurrency=max(c, 1), max_queue=4 * c + 16)

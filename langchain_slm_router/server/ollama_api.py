@@ -26,6 +26,7 @@ from langchain_slm_router.server.service import (
     bound_fallback,
     cut_at_stop,
     normalize_stop,
+    parse_body,
     trace_headers,
 )
 from langchain_slm_router.trace import RouteResult
@@ -203,7 +204,8 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 @router.post("/api/chat", response_model=None)
-async def chat(body: OllamaChatRequest, request: Request) -> Any:
+async def chat(request: Request) -> Any:
+    body = await parse_body(request, OllamaChatRequest)
     if body.tools:
         from langchain_slm_router.server.errors import BadRequestError
 
@@ -213,7 +215,8 @@ async def chat(body: OllamaChatRequest, request: Request) -> Any:
 
 
 @router.post("/api/generate", response_model=None)
-async def generate(body: OllamaGenerateRequest, request: Request) -> Any:
+async def generate(request: Request) -> Any:
+    body = await parse_body(request, OllamaGenerateRequest)
     messages: list[dict[str, Any]] = []
     if body.system:
         messages.append({"role": "system", "content": body.system})
@@ -237,7 +240,8 @@ async def tags(request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/show")
-async def show(body: OllamaShowRequest, request: Request) -> dict[str, Any]:
+async def show(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, OllamaShowRequest)
     service = _service(request)
     name = body.model or body.name or ""
     options = service.options_for(name)

@@ -26,6 +26,7 @@ from langchain_slm_router.server.service import (
     bound_fallback,
     cut_at_stop,
     normalize_stop,
+    parse_body,
     trace_headers,
 )
 from langchain_slm_router.trace import RouteResult
@@ -115,7 +116,8 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+async def chat_completions(request: Request) -> Any:
+    body = await parse_body(request, ChatCompletionRequest)
     _check(body)
     service = _service(request)
     options = service.options_for(body.model).merged(

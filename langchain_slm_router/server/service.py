@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from langchain_slm_router.errors import SLMRouterError
 from langchain_slm_router.router import SLMRouter, StreamPart
 from langchain_slm_router.server.coalesce import CoalescedSLM, SLMBatcher
@@ -255,6 +257,18 @@ class RouterService:
                 "it was stopped.")
 
 
+async def parse_body(request: Any, model: type[BaseModel]) -> Any:
+    """The JSON body of ``request`` as ``model``, whatever its Content-Type (``curl -d`` sends a form type, and
+    Ollama accepts it); a body that is not such JSON is a :class:`BadRequestError`."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg')}"
+                            for e in exc.errors())
+        raise BadRequestError(f"Invalid request body: {details}") from None
+
+
 def trace_headers(result: RouteResult | None, router: SLMRouter, *, escalated: bool = False) -> dict[str, str]:
     """The ``x-slm-router-*`` headers of an answer (see docs/server.md for each)."""
     headers = {"x-slm-router-router": _header_safe(router.display_name)}
@@ -343,5 +357,6 @@ __all__ = [
     "bound_fallback",
     "cut_at_stop",
     "normalize_stop",
+    "parse_body",
     "trace_headers",
 ]

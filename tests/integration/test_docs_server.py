@@ -1,0 +1,84 @@
+"""Every example of docs/server.md, run against a server started here: the ```python blocks in order in one
+namespace, the ```bash block that uses curl, and the JSON configuration, which must be a valid config file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from langchain_slm_router.router import SLMRouter
+from langchain_slm_router.server import RouterServer, ServeConfig, ServerSettings
+
+pytestmark = pytest.mark.integration
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.S | re.M)
+
+
+@pytest.fixture(scope="module")
+def router(slm, fallback_llm) -> SLMRouter:
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm)
+
+
+@pytest.fixture(scope="module")
+def server(router: SLMRouter) -> Iterator[RouterServer]:
+    with RouterServer(router, ServerSettings(port=0)) as srv:
+        saved = os.environ.get("SLM_ROUTER_URL")
+        os.environ["SLM_ROUTER_URL"] = srv.base_url
+        try:
+            yield srv
+        finally:
+            if saved is None:
+                os.environ.pop("SLM_ROUTER_URL", None)
+            else:
+                os.environ["SLM_ROUTER_URL"] = saved
+
+
+def test_python_examples(server: RouterServer, router: SLMRouter) -> None:
+    blocks = _blocks("python")
+    assert len(blocks) >= 4
+    ns: dict = {"__name__": "docs_server", "router": router}
+    outputs = []
+    for i, code in enumerate(blocks):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(compile(code, f"{DOC.name}[python {i}]", "exec"), ns)  # noqa: S102 - our own docs
+        outputs.append(buf.getvalue())
+    text = "\n".join(outputs)
+    for expected in ("84", "math {", "llm true", "12", "42", "72", "5", "slm-router:latest"):
+        assert expected in text, expected
+    assert server.service.accepted >= 8
+
+
+def test_curl_examples(server: RouterServer) -> None:
+    script = next(b for b in _blocks("bash") if "curl" in b)
+    out = subprocess.run(["bash", "-eo", "pipefail", "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "SLM_ROUTER_URL": server.base_url})
+    assert out.returncode == 0, out.stderr
+    assert '"answer": "84"' in out.stdout and '"stage": "math"' in out.stdout
+    assert "x-slm-router-stage: slm" in out.stdout.lower()
+    assert "data: [DONE]" in out.stdout and '"usage"' in out.stdout
+    assert '"done": true' in out.stdout and '["slm-router"]' in out.stdout and '"ready"' in out.stdout
+
+
+def test_configuration_example_is_valid(tmp_path) -> None:
+    (block,) = _blocks("json")
+    path = tmp_path / "serve.json"
+    path.write_text(block)
+    config = ServeConfig.load(path)
+    settings = config.settings()
+    assert settings.models["strict"] == {"threshold": 0.9} and settings.max_queue == 128
+    assert json.loads(block)["router"]["gate"]["min_mean_prob"] == 0.6
+    router = config.build_router()
+    assert router.gate.threshold == 0.6 and router.on_fallback_error == "return_slm"
