@@ -9,8 +9,8 @@ model into an :class:`~langchain_slm_router.slm.base.SLMBackend`::
     from langchain_slm_router import ChatModelSLM, SLMRouter
 
     slm = ChatModelSLM(chat_model=ChatOllama(model="qwen2.5:1.5b", logprobs=True, top_logprobs=5))
-    slm = ChatModelSLM(chat_model=ChatOpenAI(base_url="http://vllm:8000/v1", api_key="-", model="Qwen/Qwen2.5-1.5B-Instruct",
-                                             logprobs=True, top_logprobs=5))
+    slm = ChatModelSLM(chat_model=ChatOpenAI(base_url="http://vllm:8000/v1", api_key="-",
+                                             model="Qwen/Qwen2.5-1.5B-Instruct", logprobs=True, top_logprobs=5))
     router = SLMRouter(slm=slm)
 
 How the signals are computed
@@ -289,7 +289,8 @@ class ChatModelSLM(SLMBackend):
             excess_chars = int((n - self.max_input_tokens) * len(content) / max(1, self.count_tokens([msgs[longest]])))
             keep = max(0, len(content) - excess_chars - 16)
             head = keep // 4
-            msgs[longest] = {**msgs[longest], "content": content[:head] + " … " + content[len(content) - (keep - head):]}
+            cut = content[:head] + " … " + content[len(content) - (keep - head):]
+            msgs[longest] = {**msgs[longest], "content": cut}
             n = self.count_tokens(msgs)
             if n <= self.max_input_tokens:
                 break
@@ -441,7 +442,7 @@ class ChatModelSLM(SLMBackend):
 
 
 CLIENT_FIELDS = ("client", "async_client", "root_client", "root_async_client")
-"""Fields in which chat models (ChatOpenAI) keep their built HTTP clients; a rebuilt copy leaves them to be made anew."""
+"""Fields in which chat models (ChatOpenAI) keep their HTTP clients; a rebuilt copy makes its own."""
 
 
 def _with_fresh_clients(model: Any) -> Any:

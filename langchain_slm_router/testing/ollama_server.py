@@ -20,7 +20,8 @@ by default; a llama.cpp backend plugs in the same way) over the two protocols en
 * ``POST /v1/chat/completions``, one ``chat.completion`` or (``"stream": true``) server-sent ``chat.completion.chunk``
   events ending with ``data: [DONE]``; ``max_tokens``/``max_completion_tokens``, ``temperature``, ``logprobs``,
   ``top_logprobs`` and ``stream_options.include_usage`` are honoured; ``choices[0].logprobs.content`` holds the
-  per-token entries in the same layout as above.
+  per-token entries in the same layout as above; a whole reply carries OpenAI's ``openai-processing-ms`` header
+  (the server's own time).
 
 Log-probabilities are the model's own: for a :class:`LocalSLM` the answer is generated as in process (greedy by
 default, so the same text) and the prompt plus answer are then scored in one forward pass for the top-k
@@ -393,11 +394,13 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence default stderr log
             return
 
-        def _send_json(self, status: int, body: Any) -> None:
+        def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -593,7 +596,9 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
             top_k = body.get("top_logprobs")
             top_k = max(0, min(int(top_k), MAX_TOP_LOGPROBS)) if isinstance(top_k, int) else 0
             want_logprobs = bool(body.get("logprobs")) and kind != "no_logprobs"
+            started = time.perf_counter()
             ans = answer(slm, messages, logprobs=want_logprobs, generate=server.batcher)
+            processing = {"openai-processing-ms": str(round((time.perf_counter() - started) * 1000.0))}
             cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
             finish = "stop" if ans.finished else "length"
             usage = {"prompt_tokens": ans.input_tokens, "completion_tokens": ans.output_tokens,
@@ -610,7 +615,7 @@ def _make_handler(server: OllamaProtocolServer) -> type[BaseHTTPRequestHandler]:
                 if kind == "disconnect":
                     self._partial_json(reply)
                     return
-                self._send_json(200, reply)
+                self._send_json(200, reply, processing)  # the header OpenAI sends: the server's own time
                 return
 
             def event(delta: dict[str, Any], tok: TokenLogprob | None = None, reason: str | None = None,
