@@ -48,13 +48,14 @@ Token counts
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from langchain_slm_router.errors import (
     GenerationError,
@@ -73,6 +74,9 @@ from langchain_slm_router.slm.base import (
     SLMGeneration,
     register_backend,
 )
+
+CHAT_MODEL_PROVIDERS = {"ollama": ("langchain_ollama", "ChatOllama"), "openai": ("langchain_openai", "ChatOpenAI")}
+"""Chat models a configuration file can name: ``{"provider": "ollama" | "openai", **the model's settings}``."""
 
 MAX_TOKENS_FIELDS = ("num_predict", "max_tokens", "max_completion_tokens", "max_new_tokens", "max_output_tokens")
 """Names chat models give their answer-length bound (ChatOllama, ChatOpenAI, ...); the first one present is set."""
@@ -184,6 +188,24 @@ class ChatModelSLM(SLMBackend):
     """Characters per token of the estimate used without a tokenizer."""
     name: str | None = None
     """Display name for traces (default: the chat model's class and model, e.g. ``ChatOllama(qwen2.5:1.5b)``)."""
+
+    @field_validator("chat_model", mode="before")
+    @classmethod
+    def _chat_model_from_dict(cls, value: Any) -> Any:
+        """A dict (a JSON configuration, e.g. ``slm-router serve --config``) builds the chat model it names:
+        ``{"provider": "ollama", "model": "qwen2.5:1.5b", "base_url": "http://gpu-box:11434"}`` or
+        ``{"provider": "openai", "model": ..., "base_url": "http://vllm:8000/v1", "api_key": "-"}``;
+        ``logprobs=True`` and ``top_logprobs=5`` unless the dict says otherwise."""
+        if not isinstance(value, Mapping):
+            return value
+        spec = dict(value)
+        provider = spec.pop("provider", None)
+        if provider not in CHAT_MODEL_PROVIDERS:
+            raise ValueError(f"chat_model needs a 'provider', one of {sorted(CHAT_MODEL_PROVIDERS)}; got {provider!r}")
+        module, name = CHAT_MODEL_PROVIDERS[provider]
+        spec.setdefault("logprobs", True)
+        spec.setdefault("top_logprobs", 5)
+        return getattr(importlib.import_module(module), name)(**spec)
 
     _models: dict[tuple[int, float | None], Any] = PrivateAttr(default_factory=dict)
     _loop_model: tuple[Any, tuple[int, float | None], Any] | None = PrivateAttr(default=None)

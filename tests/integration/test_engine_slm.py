@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +34,8 @@ from langchain_slm_router.testing import OllamaProtocolServer
 from langchain_slm_router.testing.ollama_server import score_local
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 PARIS = [{"role": "user", "content": "What is the capital of France?"}]
 COLOUR = [{"role": "user", "content": "Name a primary colour."}]
@@ -325,3 +328,42 @@ def test_a_given_tokenizer_counts_prompt_tokens_exactly(engine: OllamaProtocolSe
         assert exact.count_tokens(question) == slm.count_tokens(question)
     served = exact.generate(PARIS)
     assert served.input_tokens == slm.count_tokens(PARIS)  # the engine's own count agrees
+
+
+def test_a_router_replica_configured_by_a_file_uses_the_engine(engine: OllamaProtocolServer, tmp_path) -> None:
+    """``slm-router serve --config`` with the SLM on an engine: the stateless replica of docs/scaling.md."""
+    import json
+    import os
+
+    config = {"router": {"slm": {"backend": "chat_model", "max_new_tokens": 16, "chat_model": {
+        "provider": "openai", "model": "smollm2", "base_url": engine.openai_base_url, "api_key": "-"}},
+        "gate": {"gate": "threshold", "min_mean_prob": 0.0}}}
+    path = tmp_path / "replica.json"
+    path.write_text(json.dumps(config))
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("SLM_ROUTER_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port),
+                             "--config", str(path), "--no-fallback"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()[-800:]
+            assert time.monotonic() < deadline, "the replica did not start"
+            time.sleep(0.2)
+        before = engine.request_count
+        reply = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
+            "model": "slm-router", "messages": PARIS}).json()
+        assert "Paris" in reply["choices"][0]["message"]["content"]
+        assert reply["slm_router"]["stage"] == "slm" and reply["slm_router"]["slm_model"] == "ChatOpenAI(smollm2)"
+        assert engine.request_count > before  # the SLM answered on the engine, not in the replica
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

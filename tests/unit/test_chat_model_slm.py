@@ -94,3 +94,19 @@ def test_token_estimate_and_overflow_rule() -> None:
         slm.prepare(long)
     msgs, n, truncated = slm.model_copy(update={"overflow": "truncate"}).prepare(long)
     assert truncated and n <= 50 and msgs[0]["content"].startswith("word") and msgs[0]["content"].endswith("word ")
+
+
+def test_a_configuration_dict_builds_the_chat_model() -> None:
+    from pydantic import ValidationError
+
+    from langchain_slm_router.router import SLMRouter
+
+    router = SLMRouter(slm={"backend": "chat_model", "max_new_tokens": 16, "chat_model": {
+        "provider": "ollama", "model": "qwen2.5:1.5b", "base_url": "http://127.0.0.1:9"}}, fallback=None)
+    assert isinstance(router.slm, ChatModelSLM) and router.slm.model_name == "ChatOllama(qwen2.5:1.5b)"
+    assert router.slm.chat_model.logprobs is True and router.slm.chat_model.top_logprobs == 5
+    openai = ChatModelSLM(chat_model={"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                      "api_key": "-", "top_logprobs": 20})
+    assert type(openai.chat_model).__name__ == "ChatOpenAI" and openai.chat_model.top_logprobs == 20
+    with pytest.raises(ValidationError, match="provider"):
+        ChatModelSLM(chat_model={"provider": "vllm", "model": "m"})
