@@ -128,9 +128,11 @@ async def chat_completions(request: Request) -> Any:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
+        started = time.perf_counter()
         async with service.slot():
             result = await service.answer(routed, body.messages, fallback)
         text, stopped = cut_at_stop(result.answer, stops)
+        service.metrics.request_latency.labels("openai").observe(time.perf_counter() - started)
         return JSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "system_fingerprint": None,

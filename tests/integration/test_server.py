@@ -87,7 +87,8 @@ def test_model_name_selects_a_configuration_and_escalation_streams(server: Route
     assert done.choices[0].message.content == expected["llm"].answer
     trace = done.model_extra["slm_router"]
     assert trace["stage"] == "llm" and trace["fallback_tried"] and trace["threshold"] == 0.999
-    assert trace["slm_answer"] == expected["qa"].answer  # the escalated draft is in the trace
+    assert trace["slm_answer"] == expected["llm"].slm_answer  # the escalated draft is in the trace
+    assert trace["early_exit"] == expected["llm"].early_exit
     with client.chat.completions.with_streaming_response.create(
             model=ESCALATE_MODEL, messages=[{"role": "user", "content": QA_Q}], stream=True) as response:
         assert response.headers["x-slm-router-stage"] == "llm"
@@ -220,13 +221,15 @@ def test_rag_chain_pointed_at_the_server(server: RouterServer, router: SLMRouter
 def test_health_ready_metrics(server: RouterServer) -> None:
     assert httpx.get(f"{server.base_url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{server.base_url}/readyz").json()["status"] == "ready"
-    httpx.post(f"{server.openai_base_url}/chat/completions", timeout=120,
-               json={"model": ESCALATE_MODEL, "messages": [{"role": "user", "content": QA_Q}]})
+    for model, question in ((ESCALATE_MODEL, QA_Q), ("slm-router", MATH_Q), ("no-such-model", MATH_Q)):
+        httpx.post(f"{server.openai_base_url}/chat/completions", timeout=120,
+                   json={"model": model, "messages": [{"role": "user", "content": question}]})
     text = httpx.get(f"{server.base_url}/metrics").text
     for needle in ('slm_router_answers_total{stage="math"}', 'slm_router_answers_total{stage="llm"}',
-                   'slm_router_escalations_total{reason="gate"}', "slm_router_llm_calls_avoided_total",
+                   "slm_router_escalations_total{reason=", "slm_router_llm_calls_avoided_total",
                    'slm_router_stage_latency_seconds_bucket{le="0.001",stage="math"}',
                    "slm_router_slm_tokens_per_second", "slm_router_in_flight_requests",
+                   'slm_router_request_latency_seconds_count{protocol="openai"}',
                    'slm_router_errors_total{type="ModelNotFoundError"}',
                    'slm_router_requests_total{endpoint="/v1/chat/completions",protocol="openai",status="200"}'):
         assert needle in text, needle
