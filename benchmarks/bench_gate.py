@@ -142,6 +142,31 @@ def evaluate(name: str, calib: list[dict], evals: list[dict]) -> list[dict[str, 
     return rows
 
 
+def learning_curve(calib: Sequence[dict], evals: Sequence[dict], sizes: Sequence[int] = (20, 40, 80, 160, 320)
+                   ) -> list[dict[str, Any]]:
+    """AUROC / ECE on ``evals`` of learned gates fit on the first k calibration records (all data sets pooled),
+    with gold and with LLM-agreement labels, next to the mean-probability signal."""
+    order = list(calib)
+    random.Random(0).shuffle(order)
+    eval_feats, eval_right = record_examples(evals)
+    mean_auc = auroc([f["mean_prob"] for f in eval_feats], eval_right)
+    rows = []
+    for k in [k for k in sizes if k < len(order)] + [len(order)]:
+        row: dict[str, Any] = {"examples": k, "mean_prob_auroc": mean_auc}
+        for label in ("gold", "agreement"):
+            feats, labels = record_examples(order[:k], label=label)
+            try:
+                gate = LearnedGate.fit(feats, labels, seed=0)
+            except ValueError:
+                row[f"{label}_auroc"] = row[f"{label}_ece"] = None
+                continue
+            p = [gate.p_correct(f) for f in eval_feats]
+            row[f"{label}_auroc"] = auroc(p, eval_right)
+            row[f"{label}_ece"] = expected_calibration_error(p, eval_right)
+        rows.append(row)
+    return rows
+
+
 def early_exit(slm: Any, evals: Sequence[dict], limit: int) -> dict[str, Any]:
     gate = GatePolicy()
     escalated = [r for r in evals if not r.get("math") and systems.record_generation(r) is not None
@@ -207,11 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="re-score saved <name>_records.json files of an earlier run (no model is run; no early exit)")
     args = ap.parse_args(argv)
     if args.from_records is not None:
-        rows = []
+        rows, pooled_calib, pooled_eval = [], [], []
         for path in args.from_records:
             saved = json.loads(Path(path).read_text())
             rows += evaluate(Path(path).name.removesuffix("_records.json"), saved["calib"], saved["eval"])
+            pooled_calib += saved["calib"]
+            pooled_eval += saved["eval"]
         report(rows, {}, "re-scored from saved records", Path(args.plots))
+        print("\nLearning curve (all data sets pooled; AUROC / ECE on the pooled evaluation splits):\n")
+        print("| calibration examples | mean_prob AUROC | learned, gold: AUROC / ECE | learned, LLM agreement: AUROC / ECE |")
+        print("|---|---|---|---|")
+        for r in learning_curve(pooled_calib, pooled_eval):
+            print(f"| {r['examples']} | {_fmt(r['mean_prob_auroc'])} | {_fmt(r.get('gold_auroc'))} / "
+                  f"{_fmt(r.get('gold_ece'))} | {_fmt(r.get('agreement_auroc'))} / {_fmt(r.get('agreement_ece'))} |")
         return 0
 
     from langchain_ollama import ChatOllama
