@@ -135,8 +135,12 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.kill()
 
 
-def load(urls: list[str], questions: list[str], concurrency: int) -> tuple[float, list[float], list[dict[str, Any]]]:
-    """Closed-loop load: ``concurrency`` clients, round-robin over ``urls``; returns wall s, latencies, replies."""
+def load(urls: list[str], questions: list[str], concurrency: int,
+         serve: bool = False) -> tuple[float, list[float], list[dict[str, Any]]]:
+    """Closed-loop load: ``concurrency`` clients, round-robin over ``urls``; returns wall s, latencies, replies.
+
+    ``serve``: the replicas are ``slm-router serve`` (OpenAI protocol); a reply is then the ``slm_router`` trace.
+    """
     import httpx
 
     todo = iter(questions)
@@ -154,7 +158,11 @@ def load(urls: list[str], questions: list[str], concurrency: int) -> tuple[float
                 if question is None:
                     return
                 t0 = time.perf_counter()
-                reply = http.post(f"{url}/route", json={"query": question}).json()
+                if serve:
+                    body = {"model": "slm-router", "messages": [{"role": "user", "content": question}]}
+                    reply = http.post(f"{url}/v1/chat/completions", json=body).json()["slm_router"]
+                else:
+                    reply = http.post(f"{url}/route", json={"query": question}).json()
                 ms = (time.perf_counter() - t0) * 1000.0
                 with lock:
                     latencies.append(ms)
@@ -182,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--engine-batch", type=int, default=8)
+    parser.add_argument("--serve", action="store_true",
+                        help="replicas are `slm-router serve --config <file>` (the project's HTTP server) instead of "
+                             "this script's minimal replica")
     args = parser.parse_args(argv)
     if args.replica:
         serve_replica(args.port, args.engine, args.max_new_tokens, args.gate)
@@ -201,12 +212,22 @@ def main(argv: list[str] | None = None) -> int:
                     "--max-new-tokens", str(args.max_new_tokens), "--max-batch", str(args.engine_batch)],
                    f"http://127.0.0.1:{eport}/api/version")
     engine_url = f"http://127.0.0.1:{eport}"
+    import tempfile
+
+    config_file = Path(tempfile.mkdtemp(prefix="slm-router-replica-")) / "replica.json"
+    config_file.write_text(json.dumps({"router": {
+        "slm": {"backend": "chat_model", "max_new_tokens": args.max_new_tokens, "chat_model": {
+            "provider": "ollama", "model": "smollm2", "base_url": engine_url}},
+        "gate": json.loads(args.gate)}}))
     print(f"engine: project server, SmolLM2-135M, batches of up to {args.engine_batch}; {len(questions)} NQ-open "
           f"questions, {args.concurrency} closed-loop clients, max_new_tokens={args.max_new_tokens}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, {os.cpu_count()} CPUs, "
           f"load average before: {os.getloadavg()[0]:.2f}\n")
-    print("| router replicas | queries/s | latency p50 ms | latency p95 ms | router overhead p50 ms | "
-          "router overhead p95 ms | errors |")
+    kind = "`slm-router serve`" if args.serve else "minimal"
+    what = "router's own work (trace total - SLM stage)" if args.serve else "router overhead"
+    print(f"replicas: {kind}\n")
+    print(f"| router replicas | queries/s | latency p50 ms | latency p95 ms | {what} p50 ms | "
+          f"{what} p95 ms | errors |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     try:
         for n in (int(x) for x in args.replicas.split(",")):
@@ -214,16 +235,27 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for _ in range(n):
                     port = free_port()
-                    replicas.append(start([sys.executable, str(Path(__file__).resolve()), "--replica", "--port",
-                                           str(port), "--engine", engine_url, "--gate", args.gate,
-                                           "--max-new-tokens", str(args.max_new_tokens)],
-                                          f"http://127.0.0.1:{port}/"))
+                    if args.serve:
+                        cmd = [sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port),
+                               "--config", str(config_file), "--no-fallback"]
+                        ready = f"http://127.0.0.1:{port}/readyz"
+                    else:
+                        cmd = [sys.executable, str(Path(__file__).resolve()), "--replica", "--port", str(port),
+                               "--engine", engine_url, "--gate", args.gate, "--max-new-tokens",
+                               str(args.max_new_tokens)]
+                        ready = f"http://127.0.0.1:{port}/"
+                    replicas.append(start(cmd, ready))
                     urls.append(f"http://127.0.0.1:{port}")
-                load(urls, questions[: 2 * n], min(args.concurrency, 2 * n))  # warm-up: connections, first call
-                wall, latencies, replies = load(urls, questions, args.concurrency)
+                # warm-up: connections, first call
+                load(urls, questions[: 2 * n], min(args.concurrency, 2 * n), args.serve)
+                wall, latencies, replies = load(urls, questions, args.concurrency, args.serve)
             finally:
                 stop(replicas)
-            overhead = [r["route_ms"] - r["engine_ms"] for r in replies if r.get("engine_ms")]
+            if args.serve:  # the trace's total minus its SLM stage: the router's own work in the replica
+                overhead = [r["latency_ms"]["total"] - r["latency_ms"].get("slm", 0.0) for r in replies
+                            if r.get("latency_ms")]
+            else:
+                overhead = [r["route_ms"] - r["engine_ms"] for r in replies if r.get("engine_ms")]
             errors = len(questions) - len(overhead)
             print(f"| {n} | {len(replies) / wall:.2f} | {pct(latencies, 0.5):.0f} | {pct(latencies, 0.95):.0f} | "
                   f"{pct(overhead, 0.5):.2f} | {pct(overhead, 0.95):.2f} | {errors} |", flush=True)
