@@ -9,9 +9,11 @@ Starts, on 127.0.0.1:
 
 * one **engine** process: the project's engine server (Ollama protocol) on SmolLM2-135M, batching up to
   ``--engine-batch`` concurrent requests into one forward pass (as vLLM/Ollama batch their users);
-* for each replica count N, **N router processes** (``--replica`` mode of this script): each is a stateless HTTP
-  service, ``POST /route {"query": ...}`` -> the routed answer and its trace, running ``SLMRouter`` with
-  ``ChatModelSLM(ChatOllama(<engine>, logprobs=True, top_logprobs=5))`` and the same gate configuration;
+* for each replica count N, **N router processes**: with ``--serve``, ``slm-router serve --config <file>`` (the
+  project's HTTP server; the file's SLM is ``ChatModelSLM`` on the engine); otherwise this script's minimal replica
+  (``POST /route {"query": ...}``, ``SLMRouter`` with ``ChatModelSLM(ChatOllama(<engine>, logprobs=True,
+  top_logprobs=5))``), which also reports the engine's own time per answer. Both are stateless and share one gate
+  configuration;
 * a **load generator** in this process: ``--concurrency`` closed-loop clients (each sends its next request when the
   previous answer arrives: bounded load) spreading ``--requests`` NQ-open questions round-robin over the replicas
   (the load balancer).
