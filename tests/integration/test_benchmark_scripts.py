@@ -25,6 +25,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("script", "expected"), [
     (["benchmarks/bench_math.py", "--data-dir", MISSING], f"{MISSING}/math_queries_dev.jsonl not found"),
     (["benchmarks/bench_slm_batch.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
+    (["benchmarks/bench_slm_speed.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
     (["benchmarks/bench_router.py", "--data-dir", MISSING, "--base-url", "http://127.0.0.1:9"],
      f"data folder {MISSING} not found"),
     (["-m", "langchain_slm_router.cli", "eval", "--data-dir", MISSING], f"data folder {MISSING} not found"),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import math
+import re
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +50,14 @@ def test_unsupported_weight_format_is_a_typed_error() -> None:
         load_model(dtype="int8", device="meta")
     with pytest.raises(ModelLoadError, match="Unknown SLM weight format"):
         load_model(dtype="int4")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (pip install 'langchain-slm-router[llamacpp]')")
+def test_speed_doc_example_runs() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "speed.md"
+    (code,) = re.findall(r"^```python\n(.*?)^```", doc.read_text(encoding="utf-8"), re.S | re.M)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/speed.md", "exec"), {"__name__": "docs_speed"})  # noqa: S102 - our own docs
+    assert out.getvalue().startswith("slm ") and "Paris" in out.getvalue()
