@@ -6,6 +6,7 @@ Subcommands:
   oracle (and the live router) on the evaluation data; print Markdown tables, write ``results.json`` (every
   per-question record), ``report.md`` and one ``quality_vs_llm_<dataset>.png`` per data set under ``--out``.
 * ``slm-router serve``: the router behind the OpenAI and Ollama HTTP protocols (:mod:`langchain_slm_router.server`).
+* ``slm-router train``: fine-tune the SLM for short-answer QA (NanoQA, :mod:`langchain_slm_router.training`).
 * ``slm-router calibrate``: choose the gate threshold meeting ``--target-llm-share`` or ``--target-quality`` on
   the calibration split and report its result on the held-out evaluation split (``calibration.json``).
 
@@ -68,6 +69,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-gguf", default=None,
                    help="local LLM weights for the in-process server (a .gguf path; default: the SLM's)")
     p.add_argument("--slm", default=None, help="SLM model (LocalSLM model: None = offline SmolLM2-135M-Instruct)")
+    p.add_argument("--adapter", default="default",
+                   help="SLM adapter: 'default' (LocalSLM's), 'none' (stock model), 'nanoqa', or a folder")
     p.add_argument("--max-new-tokens", action="append", metavar="NAME=N",
                    help="answer length per data set for both models (defaults squad_v2=24,nq_open=24,math=32,"
                         "gsm8k=128)")
@@ -99,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tg = sub.add_parser("train-gate", help="fit a learned, calibrated gate from eval records or logged traffic")
     gate_training.build_parser(tg).set_defaults(handler=gate_training.run)
+    from langchain_slm_router.training.cli import add_train_command
+
+    add_train_command(sub)
     return parser
 
 
@@ -192,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     except DataUnavailableError as exc:
         raise SystemExit(f"error: {exc}") from None
     with ExitStack() as stack:
-        slm = LocalSLM(model=args.slm)
+        adapter = {} if args.adapter == "default" else {"adapter": None if args.adapter == "none" else args.adapter}
+        slm = LocalSLM(model=args.slm, **adapter)
         t0 = time.perf_counter()
         slm.load()
         slm_load_s = time.perf_counter() - t0

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
+from langchain_slm_router.slm.adapter import AUTO, adapter_path, apply_adapter, check_base, resolve_adapter
 from langchain_slm_router.slm.base import (
     ChatMessageDict,
     EarlyExit,
@@ -61,7 +62,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_CACHE: dict[tuple[str, str | None, str, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, str | None, str, str, str | None], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -100,7 +101,7 @@ def _resolve(model: str | os.PathLike[str] | None, gguf_file: str | None) -> tup
 
 def load_model(
     model: str | os.PathLike[str] | None = None, gguf_file: str | None = None, dtype: str = "float32",
-    device: str = "cpu",
+    device: str = "cpu", adapter: str | os.PathLike[str] | None = AUTO,
 ) -> LoadedModel:
     """Load (or return the already loaded) model and tokenizer.
 
@@ -109,7 +110,8 @@ def load_model(
             the message names the path and the fix.
     """
     source, gguf, name = _resolve(model, gguf_file)
-    key = (source, gguf, dtype, device)
+    adapter_dir = adapter_path(resolve_adapter(adapter, model))
+    key = (source, gguf, dtype, device, str(adapter_dir) if adapter_dir else None)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -122,11 +124,16 @@ def load_model(
             hf_logging.disable_progress_bar()
             _quiet_gguf_progress()
             _check_device(torch, device)
+            if adapter_dir is not None:
+                check_base(adapter_dir, Path(source) / gguf if gguf else Path(source))
             kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
             _check_weight_format(torch, dtype, device)
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             load_dtype = torch.float32 if dtype == "int8" else getattr(torch, dtype)
             lm = AutoModelForCausalLM.from_pretrained(source, dtype=load_dtype, **kwargs)
+            if adapter_dir is not None:  # merged before any quantization
+                lm = apply_adapter(lm, adapter_dir)
+                name = f"{name}+{adapter_dir.name}"
             if dtype == "int8":
                 lm = _quantize_int8(torch, lm)
         except ModelLoadError:
@@ -254,6 +261,10 @@ class LocalSLM(SLMBackend):
     """Weight format of the loaded model: ``float32`` (exact), ``bfloat16``/``float16`` (half the memory reads),
     or ``int8`` (torch dynamic quantization of every linear layer, CPU only; quarter the reads). Part of the
     shared-model key, so options load separately. See docs/speed.md for measured speed and agreement."""
+    adapter: str | None = AUTO
+    """Fine-tuned peft adapter merged into the model: ``"auto"`` (the shipped NanoQA adapter on the default model
+    when it is the default, see docs/nanoqa.md; nothing on other models), ``"nanoqa"``, a folder, or ``None`` (the
+    stock model)."""
     device: str = "cpu"
     """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
 
@@ -261,7 +272,7 @@ class LocalSLM(SLMBackend):
     @property
     def loaded(self) -> LoadedModel:
         """The shared loaded model (loads it on first use)."""
-        return load_model(self.model, self.gguf_file, self.dtype, self.device)
+        return load_model(self.model, self.gguf_file, self.dtype, self.device, self.adapter)
 
     def load(self) -> LoadedModel:
         """Load the model now (once per process; later calls return the shared copy), e.g. before timing."""
@@ -270,9 +281,10 @@ class LocalSLM(SLMBackend):
     @property
     def model_name(self) -> str:
         """A display name for traces, without loading the model when possible."""
-        if self.model is None:
-            return DEFAULT_MODEL_NAME
-        return Path(self.model).stem if str(self.model).endswith(".gguf") else str(self.model)
+        base = DEFAULT_MODEL_NAME if self.model is None else \
+            Path(self.model).stem if str(self.model).endswith(".gguf") else str(self.model)
+        adapter = resolve_adapter(self.adapter, self.model)
+        return base if adapter is None else f"{base}+{Path(adapter).name}"
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: Sequence[ChatMessageDict]) -> str:
