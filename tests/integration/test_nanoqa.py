@@ -16,7 +16,7 @@ from langchain_slm_router.slm.adapter import ADAPTERS_DIR, SHIPPED_ADAPTER
 from langchain_slm_router.training import TrainConfig, train
 from langchain_slm_router.training.losses import answer_logits, kl_distill_loss
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # loads the SLM; the tiny run trains 4 steps
 
 QUESTIONS = [
     ("Answer the question using only the context. Reply with the shortest exact phrase from the context, nothing "
