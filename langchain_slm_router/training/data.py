@@ -141,11 +141,15 @@ BUILDERS = {"squad_v2": squad_examples, "nq_open": nq_examples, "gsm8k": gsm8k_e
 
 
 def build_examples(data_dir: Path | str | None, n: int, mix: dict[str, float] | None = None, seed: int = 0,
-                   max_context_words: int = 150) -> list[QAExample]:
+                   max_context_words: int = 150, unanswerable_share: float | None = None) -> list[QAExample]:
     """``n`` training examples mixed by ``mix`` (default :data:`DEFAULT_MIX`), shuffled with ``seed``.
 
     Each data set's examples come from the harness's calibration split; a data set gives at most what it has.
+    ``unanswerable_share`` fixes the fraction of SQuAD examples whose target is ``unanswerable`` (``None``: SQuAD's
+    own, about a half; a model trained on that much abstention learns to abstain on everything first).
     """
+    if unanswerable_share is not None and not 0.0 <= unanswerable_share <= 1.0:
+        raise ValueError(f"unanswerable_share must be in [0, 1], got {unanswerable_share}")
     mix = mix or DEFAULT_MIX
     total = sum(mix.values())
     rng = random.Random(f"nanoqa:{seed}")
@@ -156,7 +160,13 @@ def build_examples(data_dir: Path | str | None, n: int, mix: dict[str, float] | 
         pool = (squad_examples(data_dir, seed, max_context_words) if name == "squad_v2"
                 else BUILDERS[name](data_dir, seed))
         rng.shuffle(pool)
-        out.extend(pool[: max(1, round(n * weight / total))])
+        k = max(1, round(n * weight / total))
+        if name == "squad_v2" and unanswerable_share is not None:
+            no = [ex for ex in pool if ex.unanswerable]
+            yes = [ex for ex in pool if not ex.unanswerable]
+            n_no = min(len(no), round(k * unanswerable_share))
+            pool = no[:n_no] + yes[: k - n_no]
+        out.extend(pool[:k])
     rng.shuffle(out)
     return out[:n]
 

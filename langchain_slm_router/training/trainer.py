@@ -54,6 +54,8 @@ class TrainConfig(BaseModel):
     """Share of each data set (``squad_v2``, ``nq_open``, ``gsm8k``)."""
     max_context_words: int = Field(default=150, ge=20)
     """SQuAD context window, in words (150: about 200 tokens)."""
+    unanswerable_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Fraction of SQuAD examples whose target is ``unanswerable`` (``None``: SQuAD's own, about a half)."""
     seed: int = 0
     """Split and sampling seed (the harness's split seed too)."""
     gamma: float = Field(default=2.0, ge=0.0)
@@ -304,13 +306,15 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
     data_dir = config.data_dir or default_data_dir()
-    examples = build_examples(data_dir, config.examples, config.mix, config.seed, config.max_context_words)
+    examples = build_examples(data_dir, config.examples, config.mix, config.seed, config.max_context_words,
+                              config.unanswerable_share)
     if config.distill == "sequence" and config.teacher_answers is not None:
         # the teacher answered a bounded subset: train on those questions first, then the usual sample
         from langchain_slm_router.training.teacher import read_cache
 
         answered = read_cache(config.teacher_answers)
-        pool = build_examples(data_dir, 10**9, config.mix, config.seed, config.max_context_words)
+        pool = build_examples(data_dir, 10**9, config.mix, config.seed, config.max_context_words,
+                              config.unanswerable_share)
         first = [e for e in pool if e.id in answered][: config.examples]
         taken = {e.id for e in first}
         examples = first + [e for e in examples if e.id not in taken][: config.examples - len(first)]

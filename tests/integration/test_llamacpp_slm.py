@@ -60,3 +60,27 @@ def test_missing_file_is_a_model_load_error(tmp_path) -> None:
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelLoadError, match="could not load"):
         LlamaCppSLM(model_path=str(bad)).load()
+
+
+def test_answers_do_not_depend_on_the_previous_prompt(cpp) -> None:
+    """The KV cache of a shared prompt prefix is reused; the probabilities must be those of a fresh context."""
+    after_others = [cpp.generate(c) for c in (*CONVS, CONVS[0])]
+    cpp.load().reset()
+    fresh = cpp.generate(CONVS[0])
+    assert after_others[-1].token_probs == fresh.token_probs and after_others[-1].text == fresh.text
+    assert after_others[-1].token_probs == after_others[0].token_probs
+
+
+def test_sampling_with_a_temperature_is_seeded_and_keeps_the_models_probabilities(cpp) -> None:
+    hot = cpp.model_copy(update={"temperature": 1.5, "seed": 7})
+    first, again = hot.generate(CONVS[1]), hot.generate(CONVS[1])
+    assert first.text == again.text and first.token_probs == again.token_probs
+    greedy = cpp.generate(CONVS[1])
+    assert first.text != greedy.text  # at T=1.5 a 24-token answer leaves the greedy path
+    assert all(0.0 < p <= 1.0 for p in first.token_probs)
+    assert min(first.token_probs) < min(greedy.token_probs)  # sampled tokens include less likely ones
+
+
+def test_a_gguf_path_names_the_model() -> None:
+    assert LlamaCppSLM(model_path="/models/qwen2.5-coder-1.5b-instruct.gguf").model_name == \
+        "qwen2.5-coder-1.5b-instruct"

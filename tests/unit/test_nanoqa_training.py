@@ -77,3 +77,14 @@ def test_training_examples_never_come_from_the_evaluation_split(data_dir: Path) 
 
         leak = load_squad_v2(data_dir, 1, split="eval")[0]
         check_disjoint([QAExample(id=leak.id, dataset="squad_v2", prompt=leak.prompt, target="x")], data_dir)
+
+
+def test_unanswerable_share_fixes_the_abstention_fraction(data_dir: Path) -> None:
+    natural = build_examples(data_dir, 200, {"squad_v2": 1.0})
+    fixed = build_examples(data_dir, 200, {"squad_v2": 1.0}, unanswerable_share=0.25)
+    assert len(fixed) == 200 and sum(ex.unanswerable for ex in fixed) == 50
+    assert sum(ex.unanswerable for ex in natural) > 70  # SQuAD 2.0's own share is about a half
+    assert sum(ex.target == "unanswerable" for ex in fixed) == 50
+    check_disjoint(fixed, data_dir)
+    with pytest.raises(ValueError, match="unanswerable_share"):
+        build_examples(data_dir, 10, {"squad_v2": 1.0}, unanswerable_share=1.5)
