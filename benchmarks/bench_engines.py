@@ -54,22 +54,9 @@ def free_port() -> int:
 
 def start(cmd: list[str], ready_url: str, timeout_s: float = 120.0) -> subprocess.Popen:
     """Start a server process and wait until ``ready_url`` answers 200."""
-    import httpx
+    from langchain_slm_router.testing.processes import start_server_process
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:3]} exited: {proc.stderr.read().decode()[-800:]}")
-        try:
-            if httpx.get(ready_url, timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{ready_url} did not answer within {timeout_s:.0f} s")
+    return start_server_process(cmd, ready_url, timeout_s=timeout_s, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -102,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    import httpx
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_ollama import ChatOllama
     from langchain_openai import ChatOpenAI

@@ -109,22 +109,10 @@ def serve_replica(port: int, engine_url: str, max_new_tokens: int, gate_json: st
 
 # ------------------------------------------------------------------------------------------------ driver
 def start(cmd: list[str], ready_url: str, timeout_s: float = 120.0) -> subprocess.Popen:
-    import httpx
+    """Start a server process and wait until ``ready_url`` answers 200."""
+    from langchain_slm_router.testing.processes import start_server_process
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:4]} exited: {proc.stderr.read().decode()[-800:]}")
-        try:
-            if httpx.get(ready_url, timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{ready_url} did not answer within {timeout_s:.0f} s")
+    return start_server_process(cmd, ready_url, timeout_s=timeout_s, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

@@ -32,6 +32,7 @@ from langchain_slm_router.slm import ChatModelSLM, LocalSLM, SLMBackend, SLMGene
 from langchain_slm_router.slm.local import default_model_path
 from langchain_slm_router.testing import OllamaProtocolServer
 from langchain_slm_router.testing.ollama_server import score_local
+from langchain_slm_router.testing.processes import start_server_process
 
 pytestmark = pytest.mark.integration
 
@@ -343,21 +344,10 @@ def test_a_router_replica_configured_by_a_file_uses_the_engine(engine: OllamaPro
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("SLM_ROUTER_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port),
-                             "--config", str(path), "--no-fallback"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
+    proc = start_server_process([sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port),
+                                 "--config", str(path), "--no-fallback"], f"{base}/readyz", env=env, cwd=REPO)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode()[-800:]
-            assert time.monotonic() < deadline, "the replica did not start"
-            time.sleep(0.2)
         before = engine.request_count
         reply = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
             "model": "slm-router", "messages": PARIS}).json()

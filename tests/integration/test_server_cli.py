@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from langchain_slm_router.testing.processes import start_server_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,20 +32,11 @@ def test_serve_command_sigterm_finishes_in_flight_request(tmp_path) -> None:
     port = _free_port()
     env = {**os.environ, "SLM_ROUTER_API_KEY": KEY, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "serve.log").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port),
-                             "--no-fallback"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {KEY}"}
+    proc = start_server_process([sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port),
+                                 "--no-fallback"], f"{base}/readyz", timeout_s=180, env=env, cwd=REPO, stdout=log)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
         assert httpx.get(f"{base}/v1/models").status_code == 401
         result: dict = {}
 
