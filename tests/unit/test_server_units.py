@@ -175,3 +175,21 @@ async def test_batcher_separates_configurations_and_skips_cancelled() -> None:
                                 long.agenerate_batch([[{"role": "user", "content": "cd"}]]))
     assert [o[0].text for o in outs] == ["ba", "dc"]
     assert sorted(CALLS) == [1, 1]  # one call per configuration; the cancelled query never ran
+
+
+def test_serve_flags_select_the_slm_engine_over_the_config(tmp_path) -> None:
+    import argparse
+
+    from langchain_slm_router.server.cli import add_serve_command, build_from_args
+    from langchain_slm_router.slm import LlamaCppSLM, LocalSLM
+
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers())
+    path = tmp_path / "serve.json"
+    path.write_text(json.dumps({"router": {"slm": {"max_new_tokens": 12}}}))
+    router, _ = build_from_args(parser.parse_args(["serve", "--config", str(path), "--no-fallback",
+                                                   "--slm-engine", "llamacpp"]))
+    assert isinstance(router.slm, LlamaCppSLM) and router.slm.max_new_tokens == 12 and router.fallback is None
+    router, settings = build_from_args(parser.parse_args(["serve", "--config", str(path), "--no-fallback",
+                                                          "--port", "0"]))
+    assert isinstance(router.slm, LocalSLM) and router.slm.max_new_tokens == 12 and settings.port == 0
