@@ -3,8 +3,9 @@
 :class:`LlamaCppSLM` answers with llama.cpp through ``llama-cpp-python`` (the ``llamacpp`` extra; it builds from
 source, a few minutes on two cores, and pip caches the wheel). It decodes greedily in a short Python loop over
 ``Llama.eval``: after each token it reads the full next-token logits of the last position only (the context is
-created without ``logits_all``, so the prompt pass never computes the vocabulary head for every prompt token, and a
-prompt that starts like the previous one reuses its KV cache), so the chosen token's probability and the
+created without ``logits_all``, so the prompt pass never computes the vocabulary head for every prompt token; the
+KV cache of the previous prompt is never reused, because llama.cpp's arithmetic for a one-token suffix differs
+from a whole prompt's and the probabilities would depend on what was asked before), so the chosen token's probability and the
 *exact* entropy (over the whole vocabulary, not only the top-k) are the same quantities
 :class:`~langchain_slm_router.slm.LocalSLM` reports, and an :data:`~langchain_slm_router.slm.base.EarlyExit` rule
 can stop the answer after any token.
@@ -162,7 +163,8 @@ class LlamaCppSLM(SLMBackend):
         started = time.perf_counter()
         try:
             with lock:
-                _eval_prompt(llm, ids)
+                llm.reset()  # no KV-cache reuse: a prompt's numbers must not depend on the previous one
+                llm.eval(ids)
                 for _ in range(self.max_new_tokens):
                     logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
                     logits = logits.astype(np.float64)
@@ -192,19 +194,6 @@ class LlamaCppSLM(SLMBackend):
             truncated_input=truncated, finished=finished or (not exited and len(tokens) < self.max_new_tokens),
             latency_ms=(time.perf_counter() - started) * 1000.0, early_exit=exited,
         )
-
-
-def _eval_prompt(llm: Any, ids: list[int]) -> None:
-    """Evaluate the prompt, keeping the KV cache of the longest prefix it shares with what the context holds
-    (the system prompt and chat template, at least); at least one token is always evaluated, for fresh logits."""
-    held = llm.n_tokens
-    common = 0
-    limit = min(held, len(ids) - 1)
-    previous = llm.input_ids
-    while common < limit and previous[common] == ids[common]:
-        common += 1
-    llm.n_tokens = common  # Llama.eval drops the KV cache from n_tokens on
-    llm.eval(ids[common:])
 
 
 __all__ = ["LlamaCppSLM"]
