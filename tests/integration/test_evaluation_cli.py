@@ -115,3 +115,6 @@ def test_bad_arguments_fail_clearly(data_dir: Path, tmp_path: Path) -> None:
         main(["eval", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["eval", "--target-llm-share", "0.3", "--target-quality", "0.9"])
+    with pytest.raises(SystemExit, match="--adapter needs --slm-engine local"):
+        main(["eval", "--data-dir", str(data_dir), "--datasets", "nq_open", "--limit", "1", "--slm-engine",
+              "llamacpp", "--adapter", "nanoqa", "--out", str(tmp_path), "--no-cache"])
