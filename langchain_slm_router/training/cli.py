@@ -69,13 +69,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         if args.teacher_gguf is not None:
+            from langchain_slm_router.evaluation.datasets import default_data_dir
             from langchain_slm_router.training.data import build_examples
             from langchain_slm_router.training.teacher import teacher_answers
 
             if args.teacher_answers is None:
                 raise SystemExit("error: --teacher-gguf needs --teacher-answers (the JSONL cache to write)")
-            examples = build_examples(args.data_dir, args.examples, args.mix, args.seed, args.max_context_words,
-                                      args.unanswerable_share)
+            examples = build_examples(args.data_dir or default_data_dir(), args.examples, args.mix, args.seed,
+                                      args.max_context_words, args.unanswerable_share)
             teacher_answers(examples, args.teacher_gguf, args.teacher_answers, threads=args.threads,
                             max_minutes=args.teacher_minutes, progress=not args.no_progress)
             if args.teacher_only:

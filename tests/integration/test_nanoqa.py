@@ -3,6 +3,7 @@ adapter against the stock model, and typed errors for bad adapter files."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -154,3 +155,16 @@ def test_adapter_with_wrong_shapes(tmp_path: Path) -> None:
     save_file({k: torch.zeros(3, 5) for k in load_file(str(path))}, str(path))
     with pytest.raises(ModelLoadError, match="another base model"):
         LocalSLM(adapter=str(tmp_path / "shapes")).load()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_teacher_only_caches_answers_from_the_default_data(tmp_path) -> None:
+    """`slm-router train --teacher-only --teacher-gguf` with no --data-dir reads the same data as training."""
+    from langchain_slm_router.cli import main
+    from langchain_slm_router.slm.local import default_model_path
+
+    cache = tmp_path / "teacher.jsonl"
+    assert main(["train", "--teacher-only", "--teacher-gguf", str(default_model_path()), "--teacher-answers",
+                 str(cache), "--examples", "3", "--mix", "squad_v2=1", "--threads", "1", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["id"].startswith("squad_v2:") for r in rows)
