@@ -56,3 +56,20 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"evaluation data not found at {path}; set SLM_ROUTER_DATA_DIR")
     return path
+
+
+@pytest.fixture(scope="module")
+def router(slm: LocalSLM, fallback_llm):
+    """The router the HTTP server tests serve: the session SLM (24-token answers) and the session fallback."""
+    from langchain_slm_router import SLMRouter
+
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm)
+
+
+@pytest.fixture(scope="module")
+def router_server(router) -> Iterator[object]:
+    """``router`` behind ``slm-router serve``'s app on a free loopback port."""
+    from langchain_slm_router.server import RouterServer, ServerSettings
+
+    with RouterServer(router, ServerSettings(port=0)) as srv:
+        yield srv

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from langchain_slm_router.router import SLMRouter
-from langchain_slm_router.server import RouterServer, ServeConfig, ServerSettings
+from langchain_slm_router.server import RouterServer, ServeConfig
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +27,16 @@ def _blocks(lang: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def router(slm, fallback_llm) -> SLMRouter:
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm)
-
-
-@pytest.fixture(scope="module")
-def server(router: SLMRouter) -> Iterator[RouterServer]:
-    with RouterServer(router, ServerSettings(port=0)) as srv:
-        saved = os.environ.get("SLM_ROUTER_URL")
-        os.environ["SLM_ROUTER_URL"] = srv.base_url
-        try:
-            yield srv
-        finally:
-            if saved is None:
-                os.environ.pop("SLM_ROUTER_URL", None)
-            else:
-                os.environ["SLM_ROUTER_URL"] = saved
+def server(router_server) -> Iterator[object]:
+    saved = os.environ.get("SLM_ROUTER_URL")
+    os.environ["SLM_ROUTER_URL"] = router_server.base_url
+    try:
+        yield router_server
+    finally:
+        if saved is None:
+            os.environ.pop("SLM_ROUTER_URL", None)
+        else:
+            os.environ["SLM_ROUTER_URL"] = saved
 
 
 def test_python_examples(server: RouterServer, router: SLMRouter) -> None:

@@ -9,7 +9,6 @@ ChatOllama talking to the project's Ollama-protocol test server. Each answer is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -26,14 +25,8 @@ ESCALATE_MODEL = "slm-router:threshold-0.999"
 
 
 @pytest.fixture(scope="module")
-def router(slm, fallback_llm) -> SLMRouter:
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm)
-
-
-@pytest.fixture(scope="module")
-def server(router: SLMRouter) -> Iterator[RouterServer]:
-    with RouterServer(router, ServerSettings(port=0)) as srv:
-        yield srv
+def server(router_server):
+    return router_server
 
 
 @pytest.fixture(scope="module")
