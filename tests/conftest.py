@@ -73,3 +73,37 @@ def router_server(router) -> Iterator[object]:
 
     with RouterServer(router, ServerSettings(port=0)) as srv:
         yield srv
+
+
+class DocExamples:
+    """The fenced code blocks of a page of docs/, and a runner for its Python ones."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def blocks(self, page: str, lang: str = "python") -> list[str]:
+        """The ```lang blocks of ``docs/<page>``, in order."""
+        import re
+
+        text = (self.root / page).read_text(encoding="utf-8")
+        return re.findall(rf"^```{lang}\n(.*?)^```", text, re.S | re.M)
+
+    def run(self, page: str, namespace: dict | None = None) -> list[str]:
+        """Run the page's ```python blocks in order in one namespace; each block's printed output."""
+        import contextlib
+        import io
+
+        ns = {"__name__": f"docs_{Path(page).stem}", **(namespace or {})}
+        outputs = []
+        for i, code in enumerate(self.blocks(page)):
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                exec(compile(code, f"{page}[python {i}]", "exec"), ns)  # noqa: S102 - our own docs
+            outputs.append(buf.getvalue())
+        return outputs
+
+
+@pytest.fixture(scope="session")
+def doc_examples() -> DocExamples:
+    """Read and run the examples of the pages in docs/ (every page's examples are tests)."""
+    return DocExamples(REPO / "docs")

@@ -3,14 +3,10 @@ namespace, the ```bash block that uses curl, and the JSON configuration, which m
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import re
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,13 +14,6 @@ from langchain_slm_router.router import SLMRouter
 from langchain_slm_router.server import RouterServer, ServeConfig
 
 pytestmark = pytest.mark.integration
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
-
-
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.S | re.M)
-
 
 @pytest.fixture(scope="module")
 def server(router_server) -> Iterator[object]:
@@ -39,24 +28,17 @@ def server(router_server) -> Iterator[object]:
             os.environ["SLM_ROUTER_URL"] = saved
 
 
-def test_python_examples(server: RouterServer, router: SLMRouter) -> None:
-    blocks = _blocks("python")
-    assert len(blocks) >= 4
-    ns: dict = {"__name__": "docs_server", "router": router}
-    outputs = []
-    for i, code in enumerate(blocks):
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            exec(compile(code, f"{DOC.name}[python {i}]", "exec"), ns)  # noqa: S102 - our own docs
-        outputs.append(buf.getvalue())
+def test_python_examples(server: RouterServer, router: SLMRouter, doc_examples) -> None:
+    outputs = doc_examples.run("server.md", {"router": router})
+    assert len(outputs) >= 4
     text = "\n".join(outputs)
     for expected in ("84", "math {", "llm true", "12", "42", "72", "5", "slm-router:latest"):
         assert expected in text, expected
     assert server.service.accepted >= 8
 
 
-def test_curl_examples(server: RouterServer) -> None:
-    script = next(b for b in _blocks("bash") if "curl" in b)
+def test_curl_examples(server: RouterServer, doc_examples) -> None:
+    script = next(b for b in doc_examples.blocks("server.md", "bash") if "curl" in b)
     out = subprocess.run(["bash", "-eo", "pipefail", "-c", script], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "SLM_ROUTER_URL": server.base_url})
     assert out.returncode == 0, out.stderr
@@ -66,8 +48,8 @@ def test_curl_examples(server: RouterServer) -> None:
     assert '"done": true' in out.stdout and '["slm-router"]' in out.stdout and '"ready"' in out.stdout
 
 
-def test_configuration_example_is_valid(tmp_path) -> None:
-    (block,) = _blocks("json")
+def test_configuration_example_is_valid(tmp_path, doc_examples) -> None:
+    (block,) = doc_examples.blocks("server.md", "json")
     path = tmp_path / "serve.json"
     path.write_text(block)
     config = ServeConfig.load(path)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import math
-import re
-from pathlib import Path
 
 import pytest
 
@@ -54,10 +50,6 @@ def test_unsupported_weight_format_is_a_typed_error() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (pip install 'langchain-slm-router[llamacpp]')")
-def test_speed_doc_example_runs() -> None:
-    doc = Path(__file__).resolve().parents[2] / "docs" / "speed.md"
-    (code,) = re.findall(r"^```python\n(.*?)^```", doc.read_text(encoding="utf-8"), re.S | re.M)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "docs/speed.md", "exec"), {"__name__": "docs_speed"})  # noqa: S102 - our own docs
-    assert out.getvalue().startswith("slm ") and "Paris" in out.getvalue()
+def test_speed_doc_example_runs(doc_examples) -> None:
+    (out,) = doc_examples.run("speed.md")
+    assert out.startswith("slm ") and "Paris" in out
