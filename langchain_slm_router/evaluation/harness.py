@@ -28,7 +28,7 @@ from langchain_slm_router.evaluation.datasets import EvalItem
 from langchain_slm_router.evaluation.scoring import Score, score_answer
 from langchain_slm_router.gates import DEFAULT_THRESHOLD, GatePolicy
 from langchain_slm_router.math_engine import MathEngine
-from langchain_slm_router.slm import LocalSLM, SLMBackend
+from langchain_slm_router.slm import SLMBackend
 
 #: Answer length (tokens) per data set, for the SLM (``max_new_tokens``) and the LLM (``num_predict``) alike:
 #: short answers for extractive / factoid sets, room for a few reasoning lines on GSM8K.
@@ -106,10 +106,6 @@ class Harness:
 
     def _slm_settings(self, slm: SLMBackend) -> dict[str, Any]:
         """The SLM's settings in the cache key: a generation is reused only for the same engine and options."""
-        if isinstance(slm, LocalSLM):  # the key of the records cached before other engines existed
-            return {"max_new_tokens": slm.max_new_tokens, "temperature": slm.temperature,
-                    "system_prompt": slm.system_prompt, "max_input_tokens": slm.max_input_tokens,
-                    "gguf_file": slm.gguf_file, "dtype": slm.dtype, "record_format": 2}
         plain = {k: v for k, v in slm.model_dump(mode="json").items()
                  if isinstance(v, (str, int, float, bool)) or v is None}
         return {"backend": slm.backend_name, **plain, "record_format": 2}

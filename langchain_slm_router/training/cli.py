@@ -69,21 +69,21 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         if args.teacher_gguf is not None:
-            from langchain_slm_router.evaluation.datasets import default_data_dir
             from langchain_slm_router.training.data import build_examples
             from langchain_slm_router.training.teacher import teacher_answers
 
             if args.teacher_answers is None:
                 raise SystemExit("error: --teacher-gguf needs --teacher-answers (the JSONL cache to write)")
-            examples = build_examples(args.data_dir or default_data_dir(), args.examples, args.mix, args.seed,
-                                      args.max_context_words, args.unanswerable_share)
+            examples = build_examples(args.data_dir, args.examples, args.mix, args.seed, args.max_context_words,
+                                      args.unanswerable_share)
             teacher_answers(examples, args.teacher_gguf, args.teacher_answers, threads=args.threads,
                             max_minutes=args.teacher_minutes, progress=not args.no_progress)
             if args.teacher_only:
                 return 0
         config = TrainConfig(
             base_model=args.base_model, out=args.out, data_dir=args.data_dir, examples=args.examples, mix=args.mix,
-            max_context_words=args.max_context_words, unanswerable_share=args.unanswerable_share, seed=args.seed, gamma=args.gamma, distill=args.distill,
+            max_context_words=args.max_context_words, unanswerable_share=args.unanswerable_share, seed=args.seed,
+            gamma=args.gamma, distill=args.distill,
             teacher=args.teacher, teacher_answers=args.teacher_answers, distill_weight=args.distill_weight,
             full_finetune=args.full_finetune, lora_r=args.lora_r, lora_top_layers=args.lora_top_layers, lr=args.lr,
             batch_size=args.batch_size, epochs=args.epochs, max_minutes=args.max_minutes,

@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_slm_router.evaluation.datasets import (
+    default_data_dir,
     load_gsm8k,
     load_nq_open,
     load_squad_v2,
@@ -145,11 +146,13 @@ def build_examples(data_dir: Path | str | None, n: int, mix: dict[str, float] | 
     """``n`` training examples mixed by ``mix`` (default :data:`DEFAULT_MIX`), shuffled with ``seed``.
 
     Each data set's examples come from the harness's calibration split; a data set gives at most what it has.
+    ``data_dir=None`` is the harness's default data folder (:func:`default_data_dir`), as for ``slm-router eval``.
     ``unanswerable_share`` fixes the fraction of SQuAD examples whose target is ``unanswerable`` (``None``: SQuAD's
     own, about a half; a model trained on that much abstention learns to abstain on everything first).
     """
     if unanswerable_share is not None and not 0.0 <= unanswerable_share <= 1.0:
         raise ValueError(f"unanswerable_share must be in [0, 1], got {unanswerable_share}")
+    data_dir = data_dir if data_dir is not None else default_data_dir()
     mix = mix or DEFAULT_MIX
     total = sum(mix.values())
     rng = random.Random(f"nanoqa:{seed}")
@@ -173,6 +176,7 @@ def build_examples(data_dir: Path | str | None, n: int, mix: dict[str, float] | 
 
 def check_disjoint(examples: Sequence[QAExample], data_dir: Path | str | None, seed: int = 0) -> None:
     """Raise ``ValueError`` if any example is a question of the harness's evaluation split."""
+    data_dir = data_dir if data_dir is not None else default_data_dir()
     eval_ids: set[str] = set()
     for loader in (load_squad_v2, load_nq_open, load_gsm8k):
         eval_ids |= {item.id for item in loader(data_dir, seed=seed, split="eval")}
