@@ -48,11 +48,8 @@ def teacher_answers(examples: Sequence[QAExample], gguf: Path | str, cache: Path
 
     Returns every cached record (old and new). Stops early (keeping what it has) after ``max_minutes``.
     """
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise ModelLoadError("Teacher answers from a GGUF file need llama-cpp-python: "
-                             "pip install 'langchain-slm-router[llamacpp]'") from exc
+    from langchain_slm_router.slm import LlamaCppSLM
+
     if not Path(gguf).is_file():
         raise ModelLoadError(f"Teacher weights not found: {gguf}. Fetch the benchmark LLM with "
                              "`python benchmarks/fetch_llm_weights.py --dest <path>`.")
@@ -61,8 +58,11 @@ def teacher_answers(examples: Sequence[QAExample], gguf: Path | str, cache: Path
     todo.sort(key=lambda ex: ex.dataset != "squad_v2")  # SQuAD first (stable: the examples' order within each)
     if not todo:
         return done
-    llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, verbose=False)
-    name = Path(gguf).stem
+    # the project's llama.cpp backend: the GGUF's chat template, greedy, typed load errors (missing extra, bad file)
+    teacher = LlamaCppSLM(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1,
+                          max_new_tokens=max_tokens, max_input_tokens=n_ctx - max_tokens, overflow="truncate",
+                          system_prompt=system_prompt)
+    teacher.load()
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     from tqdm.auto import tqdm
 
@@ -71,12 +71,10 @@ def teacher_answers(examples: Sequence[QAExample], gguf: Path | str, cache: Path
         for ex in tqdm(todo, desc="teacher answers", disable=not progress):
             if deadline is not None and time.monotonic() > deadline:
                 break
-            msgs = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-                [{"role": "user", "content": ex.prompt}]
             t0 = time.perf_counter()
-            reply = llm.create_chat_completion(messages=msgs, max_tokens=max_tokens, temperature=0.0)
-            text = (reply["choices"][0]["message"]["content"] or "").strip()
-            rec = {"id": ex.id, "answer": text, "teacher": name, "seconds": round(time.perf_counter() - t0, 3)}
+            text = teacher.generate([{"role": "user", "content": ex.prompt}]).text
+            rec = {"id": ex.id, "answer": text, "teacher": teacher.model_name,
+                   "seconds": round(time.perf_counter() - t0, 3)}
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             done[ex.id] = rec
