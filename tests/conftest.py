@@ -7,8 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from langchain_slm_router.slm import LocalSLM
+
+# CI (CI=true) replays the same generated examples on every run, so a green run is reproducible; local runs stay
+# random and keep searching. A failure prints the blob to replay it with @reproduce_failure.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 FALLBACK_MODEL = "smollm2"
