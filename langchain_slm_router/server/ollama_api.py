@@ -156,12 +156,7 @@ async def _answer(request: Request, model: str, messages: list[dict[str, Any]], 
         return JSONResponse(record(text, **_stats(result, started, stopped, routed)),
                             headers=trace_headers(result, routed))
 
-    await service.acquire()
-    try:
-        start = await service.start_stream(routed, messages, fallback)
-    except BaseException:
-        service.release()
-        raise
+    start = await service.open_stream(routed, messages, fallback, "ollama")
 
     async def lines() -> AsyncIterator[bytes]:
         cutter = StopCutter(stops)
@@ -190,13 +185,10 @@ async def _answer(request: Request, model: str, messages: list[dict[str, Any]], 
         except Exception as exc:  # noqa: BLE001 - after the headers, an error is a record (as Ollama does)
             service.metrics.observe_error(exc)
             yield _line({"error": public_message(exc), "status": http_status(exc)})
-        finally:
-            await start.rest.aclose()
-            service.release()
-            service.metrics.request_latency.labels("ollama").observe(time.perf_counter() - started)
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson",
-                             headers=trace_headers(start.result, routed, escalated=start.escalated))
+    return service.stream_response(start, StreamingResponse(
+        lines(), media_type="application/x-ndjson",
+        headers=trace_headers(start.result, routed, escalated=start.escalated)))
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -142,12 +142,7 @@ async def chat_completions(request: Request) -> Any:
             "slm_router": result.trace(),
         }, headers=trace_headers(result, routed))
 
-    await service.acquire()
-    try:
-        start = await service.start_stream(routed, body.messages, fallback)
-    except BaseException:
-        service.release()
-        raise
+    start = await service.open_stream(routed, body.messages, fallback, "openai")
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -192,15 +187,11 @@ async def chat_completions(request: Request) -> Any:
         except Exception as exc:  # noqa: BLE001 - after the headers, an error is an SSE event
             service.metrics.observe_error(exc)
             yield json.dumps(openai_error(http_status(exc), public_message(exc)))
-        finally:
-            await start.rest.aclose()
-            service.release()
-            service.metrics.request_latency.labels("openai").observe(time.perf_counter() - start.started)
 
-    return EventSourceResponse(
+    return service.stream_response(start, EventSourceResponse(
         events(), headers=trace_headers(start.result, routed, escalated=start.escalated), ping=15,
         sep="\n", shutdown_grace_period=service.settings.graceful_timeout_s,
-    )
+    ))
 
 
 __all__ = ["ChatCompletionRequest", "openai_error", "router"]

@@ -8,12 +8,16 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from langchain_slm_router.errors import SLMRouterError
 from langchain_slm_router.router import SLMRouter, StreamPart
@@ -61,6 +65,34 @@ class StreamStart:
     escalated: bool = False
     """True when the answer is the fallback's, streaming (the trace comes with the last part)."""
     started: float = field(default_factory=time.perf_counter)
+    protocol: str = ""
+    """``"openai"`` or ``"ollama"``: the label of the request-latency metric."""
+
+
+class LeasedResponse(Response):
+    """A streaming response that ends its stream's lease however the response ends: the routing slot is
+    returned, the rest of the router's stream closed and the latency observed, also when the client left before
+    the first byte (the body generator then never starts, so its own ``finally`` would never run)."""
+
+    def __init__(self, inner: Response, on_close: Callable[[], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.on_close = on_close
+        self.status_code = inner.status_code
+        self.raw_headers = inner.raw_headers
+
+    @property  # type: ignore[override]
+    def background(self) -> BackgroundTask | None:  # FastAPI sets the request's background tasks here
+        return self.inner.background
+
+    @background.setter
+    def background(self, value: BackgroundTask | None) -> None:
+        self.inner.background = value
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await self.on_close()
 
 
 class RouterService:
@@ -92,12 +124,18 @@ class RouterService:
         """True once shutdown began: new requests get 503, in-flight ones finish."""
         self.accepted = 0
         """Requests admitted to a routing slot or its queue (each gets an answer or an error status)."""
+        self.load_error: BaseException | None = None
+        """Why :meth:`load` failed, when it did (the server then does not start)."""
 
     # ------------------------------------------------------------------ startup
     def load(self) -> None:
         """Load the SLM (blocking; call in a worker thread), then mark the service ready."""
-        if self.router.slm is not None:
-            self.router.slm.load()
+        try:
+            if self.router.slm is not None:
+                self.router.slm.load()
+        except BaseException as exc:
+            self.load_error = exc
+            raise
         self.ready = True
 
     # ------------------------------------------------------------------ auth
@@ -215,6 +253,35 @@ class RouterService:
             raise RequestTimeoutError(self._timeout_message()) from None
         self.observe(result)
         return result
+
+    async def open_stream(self, router: SLMRouter, messages: Sequence[Any], fallback: Any | None,
+                          protocol: str) -> StreamStart:
+        """Take a routing slot and start the stream (:meth:`start_stream`); the slot is returned at once when the
+        start fails, else by :meth:`stream_response`'s response when it ends."""
+        await self.acquire()
+        try:
+            start = await self.start_stream(router, messages, fallback)
+        except BaseException:
+            self.release()
+            raise
+        start.protocol = protocol
+        return start
+
+    def stream_response(self, start: StreamStart, response: Response) -> LeasedResponse:
+        """``response`` (streaming ``start``) that returns the slot of :meth:`open_stream` however it ends."""
+        released = False
+
+        async def close() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self.release()
+            self.metrics.request_latency.labels(start.protocol).observe(time.perf_counter() - start.started)
+            with anyio.CancelScope(shield=True):  # the response may end by cancellation (client gone)
+                await start.rest.aclose()
+
+        return LeasedResponse(response, close)
 
     async def start_stream(self, router: SLMRouter, messages: Sequence[Any], fallback: Any | None = None) -> StreamStart:
         """Start streaming one answer: run until the first byte can be sent (the whole answer for local stages,
@@ -350,6 +417,7 @@ def bound_fallback(router: SLMRouter, stops: Sequence[str]) -> Any | None:
 
 
 __all__ = [
+    "LeasedResponse",
     "RouteOptions",
     "RouterService",
     "StopCutter",

@@ -17,6 +17,9 @@ Backends are registered by name in :data:`SLM_BACKENDS` (RouteLLM's pattern: one
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -36,6 +39,33 @@ EarlyExit = Callable[[Sequence[float], int], bool]
 A backend that supports early exit calls it after each generated token and stops that answer when it returns
 True (the generation is then marked ``early_exit``). Backends that cannot stop mid-answer may ignore it.
 """
+
+
+_CANCEL: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("slm_cancel", default=None)
+
+
+def cancelled() -> bool:
+    """True when the async caller of this (worker-thread) generation has gone (cancelled, timed out).
+
+    A backend checks it between tokens and stops: the thread and the model's lock are then returned at once
+    instead of after a whole answer nobody reads.
+    """
+    gone = _CANCEL.get()
+    return gone is not None and gone()
+
+
+async def run_cancellable(call: Callable[[], Any], gone: Callable[[], bool] | None = None) -> Any:
+    """``call()`` in a worker thread, where :func:`cancelled` turns True once the awaiting task is cancelled (or
+    ``gone()`` is True: e.g. every caller of a shared batch left), so that the backend stops early."""
+    event = threading.Event()
+    context = contextvars.copy_context()
+    context.run(_CANCEL.set, (lambda: event.is_set() or gone()) if gone is not None else event.is_set)
+    future = asyncio.get_running_loop().run_in_executor(None, context.run, call)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        event.set()
+        raise
 
 
 class SLMGeneration(BaseModel):
@@ -92,8 +122,9 @@ class SLMBackend(BaseModel, ABC):
     async def agenerate_batch(
         self, conversations: Sequence[Sequence[ChatMessageDict]], *, early_exit: EarlyExit | None = None
     ) -> list[SLMGeneration | Exception]:
-        """Async :meth:`generate_batch` (default: in a worker thread)."""
-        return await asyncio.to_thread(self.generate_batch, conversations, early_exit=early_exit)
+        """Async :meth:`generate_batch` (default: in a worker thread, which stops between tokens when the caller is
+        cancelled, for backends that check :func:`cancelled`)."""
+        return await run_cancellable(functools.partial(self.generate_batch, conversations, early_exit=early_exit))
 
     @abstractmethod
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
@@ -146,6 +177,8 @@ __all__ = [
     "Overflow",
     "SLMBackend",
     "SLMGeneration",
+    "cancelled",
     "make_backend",
     "register_backend",
+    "run_cancellable",
 ]

@@ -33,6 +33,7 @@ from langchain_slm_router.slm.base import (
     EarlyExit,
     SLMBackend,
     SLMGeneration,
+    cancelled,
     register_backend,
 )
 
@@ -134,15 +135,15 @@ class LlamaCppSLM(SLMBackend):
     def generate_batch(
         self, conversations: Sequence[Sequence[ChatMessageDict]], *, early_exit: EarlyExit | None = None
     ) -> list[SLMGeneration | Exception]:
-        """Answer each conversation in turn (llama.cpp holds one sequence at a time here)."""
+        """Answer each conversation in turn (llama.cpp holds one sequence at a time here); a query that fails
+        gets its error in its slot, the others are answered."""
         out: list[SLMGeneration | Exception] = []
         for conv in conversations:
             try:
                 ids, truncated = self.encode(conv)
-            except QueryTooLongError as exc:
+                out.append(self._generate(ids, truncated, early_exit))
+            except (QueryTooLongError, GenerationError) as exc:
                 out.append(exc)
-                continue
-            out.append(self._generate(ids, truncated, early_exit))
         return out
 
     def _generate(self, ids: list[int], truncated: bool, early_exit: EarlyExit | None) -> SLMGeneration:
@@ -166,6 +167,8 @@ class LlamaCppSLM(SLMBackend):
                 llm.reset()  # no KV-cache reuse: a prompt's numbers must not depend on the previous one
                 llm.eval(ids)
                 for _ in range(self.max_new_tokens):
+                    if cancelled():  # the async caller has gone: stop, return the lock
+                        break
                     logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
                     logits = logits.astype(np.float64)
                     logp = logits - (logits.max() + math.log(np.exp(logits - logits.max()).sum()))
