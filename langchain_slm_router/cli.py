@@ -143,7 +143,7 @@ class _LLMSetup:
 
         self.local = args.base_url is None
         if self.local:
-            from langchain_slm_router.testing import OllamaProtocolServer
+            from langchain_slm_router.engine_server import OllamaProtocolServer
 
             weights = args.llm_gguf or args.slm
             backing = local_backend(args.llm_engine, weights, args.torch_threads, max_new_tokens=max_tokens,

