@@ -93,6 +93,7 @@ from langchain_slm_router.math_parsing import (
     parse_expression,
     parse_operand,
 )
+from langchain_slm_router.trace import elapsed_ms
 
 __all__ = [
     "BACKGROUND_SLOTS", "CALLER_THREADS", "MathAnswer", "MathDecline", "MathEngine", "default_math_engine",
@@ -382,19 +383,19 @@ class MathEngine(BaseModel):
             if len(answer) > self.max_answer_chars:
                 raise _Decline("bounds", f"answer longer than {self.max_answer_chars} characters")
         except _Decline as exc:
-            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=_ms(start))
+            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=elapsed_ms(start))
         except ParseDecline as exc:
-            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=_ms(start))
+            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=elapsed_ms(start))
         except _Timeout:
             if self.raise_on_timeout:
                 raise MathTimeoutError(f"math computation exceeded {self.timeout_s} s") from None
             return MathDecline(code="timeout", reason=f"computation exceeded {self.timeout_s} s",
-                               latency_ms=_ms(start))
+                               latency_ms=elapsed_ms(start))
         except RecursionError:
-            return MathDecline(code="bounds", reason="expression too deep", latency_ms=_ms(start))
+            return MathDecline(code="bounds", reason="expression too deep", latency_ms=elapsed_ms(start))
         except Exception as exc:  # sympy raised (NotImplementedError, PolynomialError, ...): not ours
-            return MathDecline(code="error", reason=f"{type(exc).__name__}: {exc}"[:300], latency_ms=_ms(start))
-        return MathAnswer(answer=answer, kind=kind, expression=expression, latency_ms=_ms(start),
+            return MathDecline(code="error", reason=f"{type(exc).__name__}: {exc}"[:300], latency_ms=elapsed_ms(start))
+        return MathAnswer(answer=answer, kind=kind, expression=expression, latency_ms=elapsed_ms(start),
                           decimal=decimal)
 
     async def asolve(self, query: str) -> MathAnswer | None:
@@ -850,9 +851,6 @@ def _simplify(expr: sp.Expr) -> sp.Expr:
 def _clean(text: str) -> str:
     return " ".join(text.split())
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 4)
 
 
 @functools.lru_cache(maxsize=1)

@@ -49,16 +49,13 @@ from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
 from langchain_slm_router.slm import LocalSLM, Overflow, SLMBackend, SLMGeneration, make_backend
-from langchain_slm_router.trace import RouteResult
+from langchain_slm_router.trace import RouteResult, elapsed_ms
 from langchain_slm_router.traffic import TrafficLog
 
 
 #: The options :meth:`SLMRouter.with_options` takes besides the router's own fields.
 ROUTER_OPTIONS = ("threshold", "max_tokens", "temperature", "overflow")
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 class StreamPart(BaseModel):
@@ -326,17 +323,17 @@ class SLMRouter(BaseModel):
     def _run_math(self, job: _Job, config: RunnableConfig | None) -> None:
         start = time.perf_counter()
         answer = self._stage("math_engine", self.math_engine.solve, job.conv.question, config)  # type: ignore
-        self._finish_math(job, answer, _ms(start))
+        self._finish_math(job, answer, elapsed_ms(start))
 
     async def _arun_math(self, job: _Job, config: RunnableConfig | None) -> None:
         start = time.perf_counter()
         engine = self.math_engine
         answer = await self._astage("math_engine", engine.solve, engine.asolve,  # type: ignore[union-attr]
                                     job.conv.question, config)  # type: ignore[union-attr]
-        self._finish_math(job, answer, _ms(start))
+        self._finish_math(job, answer, elapsed_ms(start))
 
-    def _finish_math(self, job: _Job, answer: Any, elapsed_ms: float) -> None:
-        job.latency["math"] = elapsed_ms
+    def _finish_math(self, job: _Job, answer: Any, took_ms: float) -> None:
+        job.latency["math"] = took_ms
         if answer is not None:
             job.result = self._result(job, answer=answer.answer, stage="math", math_kind=answer.kind,
                                       reason=f"math engine solved it ({answer.kind})")
@@ -349,7 +346,7 @@ class SLMRouter(BaseModel):
     def _load_slm(self, todo: list[_Job]) -> None:
         start = time.perf_counter()
         self.slm.load()  # type: ignore[union-attr]  # first use loads the model; reported apart from generation
-        load_ms = _ms(start)
+        load_ms = elapsed_ms(start)
         if load_ms > 5.0:
             for job in todo:
                 job.latency["slm_load"] = load_ms
@@ -362,7 +359,7 @@ class SLMRouter(BaseModel):
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
         gens = self._stage("slm", self._slm_call, convs, config)
-        self._apply_slm(todo, gens, _ms(start))
+        self._apply_slm(todo, gens, elapsed_ms(start))
 
     async def _arun_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
         todo = self._slm_todo(jobs)
@@ -372,7 +369,7 @@ class SLMRouter(BaseModel):
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
         gens = await self._astage("slm", self._slm_call, self._aslm_call, convs, config)
-        self._apply_slm(todo, gens, _ms(start))
+        self._apply_slm(todo, gens, elapsed_ms(start))
 
     def _slm_call(self, convs: list[Any]) -> list[Any]:
         return self.slm.generate_batch(convs, early_exit=self.gate.early_exit())  # type: ignore[union-attr]
@@ -414,7 +411,7 @@ class SLMRouter(BaseModel):
             return
         start = time.perf_counter()
         outs = self._retrying(fallback).batch([j.conv.messages for j in todo], config, return_exceptions=True)
-        elapsed = _ms(start)
+        elapsed = elapsed_ms(start)
         for job, out in zip(todo, outs):
             self._finish_fallback(job, out, fallback, elapsed)
         self._log_traffic(todo)
@@ -427,7 +424,7 @@ class SLMRouter(BaseModel):
         start = time.perf_counter()
         outs = await self._retrying(fallback).abatch([j.conv.messages for j in todo], config,
                                                     return_exceptions=True)
-        elapsed = _ms(start)
+        elapsed = elapsed_ms(start)
         for job, out in zip(todo, outs):
             self._finish_fallback(job, out, fallback, elapsed)
         await self._alog_traffic(todo)
@@ -444,8 +441,8 @@ class SLMRouter(BaseModel):
                 job.error = FallbackUnavailableError(f"No fallback is configured and the query was {job.reason}.")
         return True
 
-    def _finish_fallback(self, job: _Job, out: Any, fallback: Any, elapsed_ms: float) -> None:
-        job.latency["llm"] = elapsed_ms
+    def _finish_fallback(self, job: _Job, out: Any, fallback: Any, took_ms: float) -> None:
+        job.latency["llm"] = took_ms
         name = fallback_name(fallback)
         if isinstance(out, BaseException):
             err = translate_error(out, fallback)
@@ -514,10 +511,10 @@ class SLMRouter(BaseModel):
         except Exception as exc:  # noqa: BLE001
             if merged is not None:
                 raise translate_error(exc, fallback) from exc
-            self._finish_fallback(job, exc, fallback, _ms(start))
+            self._finish_fallback(job, exc, fallback, elapsed_ms(start))
             yield from self._stream_done(job)
             return
-        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
+        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, elapsed_ms(start))
         self._log_traffic([job])
         yield StreamPart(result=job.result)
 
@@ -545,11 +542,11 @@ class SLMRouter(BaseModel):
         except Exception as exc:  # noqa: BLE001
             if merged is not None:
                 raise translate_error(exc, fallback) from exc
-            self._finish_fallback(job, exc, fallback, _ms(start))
+            self._finish_fallback(job, exc, fallback, elapsed_ms(start))
             for part in self._stream_done(job):
                 yield part
             return
-        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
+        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, elapsed_ms(start))
         await self._alog_traffic([job])
         yield StreamPart(result=job.result)
 
@@ -570,7 +567,7 @@ class SLMRouter(BaseModel):
     def _result(self, job: _Job, *, answer: str, stage: str, reason: str, extra_usage: dict[str, int] | None = None,
                 **kwargs: Any) -> RouteResult:
         latency = dict(job.latency)
-        latency["total"] = _ms(job.start)
+        latency["total"] = elapsed_ms(job.start)
         usage: dict[str, int] = {}
         if job.gen is not None:
             usage = {"slm_input_tokens": job.gen.input_tokens, "slm_output_tokens": job.gen.output_tokens}

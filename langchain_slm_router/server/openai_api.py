@@ -25,6 +25,7 @@ from langchain_slm_router.server.service import (
     StopCutter,
     bound_fallback,
     cut_at_stop,
+    finish_reason,
     normalize_stop,
     parse_body,
     trace_headers,
@@ -73,19 +74,6 @@ def openai_error(status: int, message: str, code: str | None = None) -> dict[str
 
 def _service(request: Request) -> RouterService:
     return request.app.state.service
-
-
-def _finish_reason(result: RouteResult, router: SLMRouter, stopped: bool) -> str:
-    if stopped:
-        return "stop"
-    if result.stage == "slm" and router.slm is not None and \
-            int(result.usage.get("slm_output_tokens", 0)) >= router.slm.max_new_tokens:
-        return "length"
-    if result.stage == "llm" and result.llm_message is not None:
-        meta = getattr(result.llm_message, "response_metadata", {}) or {}
-        if meta.get("done_reason") == "length" or meta.get("finish_reason") == "length":
-            return "length"
-    return "stop"
 
 
 def _usage(result: RouteResult) -> dict[str, int]:
@@ -137,7 +125,7 @@ async def chat_completions(request: Request) -> Any:
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": _finish_reason(result, routed, stopped)}],
+                         "logprobs": None, "finish_reason": finish_reason(result, routed, stopped)}],
             "usage": _usage(result),
             "slm_router": result.trace(),
         }, headers=trace_headers(result, routed))
@@ -178,7 +166,7 @@ async def chat_completions(request: Request) -> Any:
                 return
             if start.result is None:
                 service.observe(result)
-            yield chunk({}, _finish_reason(result, routed, cutter.hit), slm_router=result.trace())
+            yield chunk({}, finish_reason(result, routed, cutter.hit), slm_router=result.trace())
             if include_usage:
                 yield json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created,
                                   "model": body.model, "system_fingerprint": None, "choices": [],

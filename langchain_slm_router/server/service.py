@@ -357,6 +357,22 @@ def trace_headers(result: RouteResult | None, router: SLMRouter, *, escalated: b
     return headers
 
 
+def finish_reason(result: RouteResult | None, router: SLMRouter, stopped: bool) -> str:
+    """``"length"`` when the answer was cut by a token bound (the SLM's ``max_new_tokens``, or the fallback said
+    so), else ``"stop"`` (a stop sequence cut it, or the model ended it): OpenAI's ``finish_reason`` and Ollama's
+    ``done_reason``."""
+    if stopped or result is None:
+        return "stop"
+    if result.stage == "slm" and router.slm is not None and \
+            int(result.usage.get("slm_output_tokens", 0)) >= router.slm.max_new_tokens:
+        return "length"
+    if result.stage == "llm" and result.llm_message is not None:
+        meta = getattr(result.llm_message, "response_metadata", {}) or {}
+        if meta.get("done_reason") == "length" or meta.get("finish_reason") == "length":
+            return "length"
+    return "stop"
+
+
 def _header_safe(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")[:300]
 
@@ -424,6 +440,7 @@ __all__ = [
     "StreamStart",
     "bound_fallback",
     "cut_at_stop",
+    "finish_reason",
     "normalize_stop",
     "parse_body",
     "trace_headers",

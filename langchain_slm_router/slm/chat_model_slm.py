@@ -74,6 +74,7 @@ from langchain_slm_router.slm.base import (
     SLMGeneration,
     register_backend,
 )
+from langchain_slm_router.trace import elapsed_ms
 
 CHAT_MODEL_PROVIDERS = {"ollama": ("langchain_ollama", "ChatOllama"), "openai": ("langchain_openai", "ChatOpenAI")}
 """Chat models a configuration file can name: ``{"provider": "ollama" | "openai", **the model's settings}``."""
@@ -413,7 +414,7 @@ class ChatModelSLM(SLMBackend):
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # hang up: the engine stops generating this answer
-        return self._finish(prepared, merged if merged is not None else _empty(), _ms(started), early_exit=cut)
+        return self._finish(prepared, merged if merged is not None else _empty(), elapsed_ms(started), early_exit=cut)
 
     async def _astream_one(self, prepared: tuple[list[dict[str, str]], int, bool], stop: EarlyExit) -> Any:
         started = time.perf_counter()
@@ -429,7 +430,7 @@ class ChatModelSLM(SLMBackend):
             return self._finish(prepared, exc, 0.0)
         finally:
             await stream.aclose()
-        return self._finish(prepared, merged if merged is not None else _empty(), _ms(started), early_exit=cut)
+        return self._finish(prepared, merged if merged is not None else _empty(), elapsed_ms(started), early_exit=cut)
 
     def _should_stop(self, merged: Any, stop: EarlyExit) -> bool:
         entries = parse_logprobs(getattr(merged, "response_metadata", None) or {}) or []
@@ -513,9 +514,6 @@ async def _close_clients(clients: list[Any]) -> None:
         except Exception:  # noqa: BLE001, S110 - its loop has ended; nothing more can be released
             pass
 
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
 
 
 def _empty() -> Any:
