@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langchain_slm_router.errors import QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
 
 ChatMessageDict = Mapping[str, str]
@@ -141,12 +142,45 @@ class SLMBackend(BaseModel, ABC):
         """Load weights or open connections ahead of the first query (default: nothing to do)."""
         return None
 
+    def fit_prompt(self, ids: list[int], limit: int, *, estimated: bool = False) -> tuple[list[int], bool]:
+        """The overflow rule on a prompt's token ids: ``ids`` within ``limit`` as they are; longer, cut in the
+        middle (``"truncate"``: the start with the system prompt and the end with the question are kept), else a
+        :class:`~langchain_slm_router.errors.QueryTooLongError`. Returns the ids and whether they were cut."""
+        if len(ids) <= limit:
+            return ids, False
+        self.check_overflow(len(ids), limit, estimated=estimated)
+        return cut_middle(ids, limit), True
+
+    def check_overflow(self, n_tokens: int, limit: int, *, estimated: bool = False) -> None:
+        """Raise the :class:`~langchain_slm_router.errors.QueryTooLongError` of a prompt of ``n_tokens`` over
+        ``limit``, unless ``overflow="truncate"``."""
+        if n_tokens > limit and self.overflow != "truncate":
+            raise QueryTooLongError(
+                f"The prompt is {n_tokens} tokens{' (estimated)' if estimated else ''}; the SLM accepts at most "
+                f"{limit} (max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
+                "max_input_tokens."
+            )
+
     def with_system(self, messages: Sequence[ChatMessageDict]) -> list[dict[str, str]]:
         """The messages as plain dicts, with :attr:`system_prompt` first when they have no system message."""
         msgs = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
         if self.system_prompt and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": self.system_prompt})
         return msgs
+
+
+def cut_middle(seq: Any, keep: int, marker: Any = None) -> Any:
+    """``seq`` (token ids or text) cut to ``keep`` items by dropping its middle: a quarter from the start, the
+    rest from the end (the question is at the end); ``marker`` (e.g. ``" … "``) marks the cut."""
+    head = keep // 4
+    tail = seq[len(seq) - (keep - head):] if keep > head else seq[:0]
+    return seq[:head] + (marker if marker is not None else seq[:0]) + tail
+
+
+def plain_prompt(messages: Sequence[ChatMessageDict], add_generation_prompt: bool = True) -> str:
+    """The prompt of a model without a chat template: ``role: content`` lines, then ``assistant: ``."""
+    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+    return text + "assistant: " if add_generation_prompt else text
 
 
 SLM_BACKENDS: dict[str, type[SLMBackend]] = {}
@@ -178,7 +212,9 @@ __all__ = [
     "SLMBackend",
     "SLMGeneration",
     "cancelled",
+    "cut_middle",
     "make_backend",
+    "plain_prompt",
     "register_backend",
     "run_cancellable",
 ]

@@ -72,6 +72,8 @@ from langchain_slm_router.slm.base import (
     EarlyExit,
     SLMBackend,
     SLMGeneration,
+    cut_middle,
+    plain_prompt,
     register_backend,
 )
 from langchain_slm_router.trace import elapsed_ms
@@ -287,7 +289,7 @@ class ChatModelSLM(SLMBackend):
         if getattr(tok, "chat_template", None):
             text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         else:
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs)
+            text = plain_prompt(msgs, add_generation_prompt=False)
         if callable(getattr(tok, "encode", None)):
             return len(tok.encode(text, add_special_tokens=False))
         return len(tok(text))
@@ -302,19 +304,13 @@ class ChatModelSLM(SLMBackend):
         n = self.count_tokens(msgs)
         if n <= self.max_input_tokens:
             return msgs, n, False
-        if self.overflow != "truncate":
-            raise QueryTooLongError(
-                f"The prompt is {n} tokens{'' if self.tokenizer is not None else ' (estimated)'}; the SLM accepts "
-                f"at most {self.max_input_tokens} (max_input_tokens). Set overflow='truncate' to cut it, or raise "
-                "max_input_tokens."
-            )
+        self.check_overflow(n, self.max_input_tokens, estimated=self.tokenizer is None)
         for _ in range(8):  # cut the middle of the longest message until the prompt fits
             longest = max(range(len(msgs)), key=lambda i: len(msgs[i]["content"]))
             content = msgs[longest]["content"]
             excess_chars = int((n - self.max_input_tokens) * len(content) / max(1, self.count_tokens([msgs[longest]])))
             keep = max(0, len(content) - excess_chars - 16)
-            head = keep // 4
-            cut = content[:head] + " … " + content[len(content) - (keep - head):]
+            cut = cut_middle(content, keep, " … ")
             msgs[longest] = {**msgs[longest], "content": cut}
             n = self.count_tokens(msgs)
             if n <= self.max_input_tokens:

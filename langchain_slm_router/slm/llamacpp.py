@@ -34,6 +34,7 @@ from langchain_slm_router.slm.base import (
     SLMBackend,
     SLMGeneration,
     cancelled,
+    plain_prompt,
     register_backend,
 )
 from langchain_slm_router.weights import default_model_path
@@ -109,7 +110,7 @@ class LlamaCppSLM(SLMBackend):
         template = llm.metadata.get("tokenizer.chat_template")
         msgs = self.with_system(messages)
         if not template:
-            return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+            return plain_prompt(msgs)
         special = lambda i: llm.detokenize([i], special=True).decode("utf-8", "ignore") if i >= 0 else ""  # noqa: E731
         formatter = Jinja2ChatFormatter(template=template, eos_token=special(llm.token_eos()),
                                         bos_token=special(llm.token_bos()), add_generation_prompt=True)
@@ -118,14 +119,7 @@ class LlamaCppSLM(SLMBackend):
     def encode(self, messages: Sequence[ChatMessageDict]) -> tuple[list[int], bool]:
         """Prompt token ids within ``max_input_tokens`` (the overflow rule) and whether they were cut."""
         ids = self.load().tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True)
-        limit = min(self.max_input_tokens, self.n_ctx - self.max_new_tokens)
-        if len(ids) <= limit:
-            return ids, False
-        if self.overflow != "truncate":
-            raise QueryTooLongError(f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
-                                    f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it.")
-        head = limit // 4
-        return ids[:head] + ids[len(ids) - (limit - head):], True
+        return self.fit_prompt(ids, min(self.max_input_tokens, self.n_ctx - self.max_new_tokens))
 
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
         return len(self.load().tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True))

@@ -43,6 +43,7 @@ from langchain_slm_router.slm.base import (
     SLMBackend,
     SLMGeneration,
     cancelled,
+    plain_prompt,
     register_backend,
 )
 
@@ -286,23 +287,13 @@ class LocalSLM(SLMBackend):
         msgs = self.with_system(messages)
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+        return plain_prompt(msgs)
 
     def encode(self, messages: Sequence[ChatMessageDict]) -> tuple[list[int], bool]:
         """Prompt token ids (within ``max_input_tokens``) and whether they were truncated."""
         tok = self.loaded.tokenizer
         ids: list[int] = tok(self.render(messages), add_special_tokens=False)["input_ids"]
-        limit = min(self.max_input_tokens, self.loaded.context_length - self.max_new_tokens)
-        if len(ids) <= limit:
-            return ids, False
-        if self.overflow != "truncate":
-            raise QueryTooLongError(
-                f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
-                f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
-                "max_input_tokens."
-            )
-        head = limit // 4
-        return ids[:head] + ids[len(ids) - (limit - head) :], True
+        return self.fit_prompt(ids, min(self.max_input_tokens, self.loaded.context_length - self.max_new_tokens))
 
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
         """Number of prompt tokens the messages render to (before any truncation)."""
