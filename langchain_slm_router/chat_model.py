@@ -55,6 +55,7 @@ from langchain_slm_router.errors import FallbackUnavailableError
 from langchain_slm_router.fallback import fallback_name, unwrap_fallback
 from langchain_slm_router.gates import Gate
 from langchain_slm_router.router import SLMRouter, word_pieces
+from langchain_slm_router.stops import cut_at_stop
 from langchain_slm_router.trace import RouteResult
 
 # Call options that only the fallback can honour: a request carrying one skips the local stages.
@@ -373,7 +374,7 @@ class ChatSLMRouter(BaseChatModel):
                 usage_metadata=usage,
                 id=_keep_id(fallback_msg.id),
             )
-        return AIMessage(content=_cut(result.answer, stops), response_metadata=metadata, usage_metadata=usage)
+        return AIMessage(content=cut_at_stop(result.answer, stops)[0], response_metadata=metadata, usage_metadata=usage)
 
     def _metadata(self, result: RouteResult) -> dict[str, Any]:
         meta: dict[str, Any] = {}
@@ -409,7 +410,7 @@ class ChatSLMRouter(BaseChatModel):
             return
         result: RouteResult = part.result
         if result.stage != "llm":
-            text = _cut(result.answer, stops)
+            text = cut_at_stop(result.answer, stops)[0]
             for piece in word_pieces(text) if text else []:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(
@@ -434,17 +435,6 @@ def _child_config(run_manager: Any | None) -> RunnableConfig | None:
 
 def _is_language_model(fallback: Any) -> bool:
     return isinstance(unwrap_fallback(fallback), BaseLanguageModel)
-
-
-def _cut(text: str, stops: list[str]) -> str:
-    """Text up to the first stop sequence."""
-    cut = len(text)
-    for stop in stops:
-        if stop:
-            i = text.find(stop)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 def _keep_id(msg_id: str | None) -> str | None:

@@ -14,6 +14,7 @@ PACKAGES = ("langchain_slm_router", "llama_index_integration")
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a module may import its own layer or lower ones
     ("leaves", ("langchain_slm_router.errors", "langchain_slm_router.statistics", "langchain_slm_router.weights",
+                "langchain_slm_router.stops",
                 "langchain_slm_router.text", "langchain_slm_router.signals", "langchain_slm_router.lazy",
                 "langchain_slm_router.math_parsing")),
     ("stages", ("langchain_slm_router.messages", "langchain_slm_router.math_engine", "langchain_slm_router.slm",
