@@ -32,16 +32,15 @@ from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationInfo, field_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
 from langchain_slm_router.fallback import (
-    backoff_s,
+    StreamRetry,
     default_fallback,
     fallback_name,
-    should_retry,
     translate_error,
     with_fallback_retry,
 )
@@ -495,28 +494,22 @@ class SLMRouter(BaseModel):
         if self._no_fallback([job], fallback):
             yield from self._stream_done(job)
             return
-        start = time.perf_counter()
-        merged: AIMessageChunk | None = None
-        try:
-            for attempt in range(self.fallback_retries + 1):
-                try:
-                    for chunk in fallback.stream(job.conv.messages, config):  # type: ignore[union-attr]
-                        merged = chunk if merged is None else merged + chunk
-                        yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
-                    break
-                except Exception as exc:  # noqa: BLE001 - translated below
-                    if merged is not None or not should_retry(exc, attempt, self.fallback_retries):
-                        raise
-                    time.sleep(backoff_s(attempt))
-        except Exception as exc:  # noqa: BLE001
-            if merged is not None:
-                raise translate_error(exc, fallback) from exc
-            self._finish_fallback(job, exc, fallback, elapsed_ms(start))
-            yield from self._stream_done(job)
+        start, state = time.perf_counter(), StreamRetry(self.fallback_retries)
+        while True:
+            try:
+                for chunk in fallback.stream(job.conv.messages, config):  # type: ignore[union-attr]
+                    yield StreamPart(text=_chunk_text(state.add(chunk)), chunk=chunk)
+            except Exception as exc:  # noqa: BLE001 - retried, or ends the answer (typed)
+                wait = state.wait_s(exc)
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
+                yield from self._end_stream(job, fallback, start, state, exc)
+                return
+            parts = self._end_stream(job, fallback, start, state)
+            self._log_traffic([job])
+            yield from parts
             return
-        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, elapsed_ms(start))
-        self._log_traffic([job])
-        yield StreamPart(result=job.result)
 
     async def _astream_fallback(
         self, job: _Job, config: RunnableConfig | None, override: Any | None
@@ -526,29 +519,33 @@ class SLMRouter(BaseModel):
             for part in self._stream_done(job):
                 yield part
             return
-        start = time.perf_counter()
-        merged: AIMessageChunk | None = None
-        try:
-            for attempt in range(self.fallback_retries + 1):
-                try:
-                    async for chunk in fallback.astream(job.conv.messages, config):  # type: ignore[union-attr]
-                        merged = chunk if merged is None else merged + chunk
-                        yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    if merged is not None or not should_retry(exc, attempt, self.fallback_retries):
-                        raise
-                    await asyncio.sleep(backoff_s(attempt))
-        except Exception as exc:  # noqa: BLE001
-            if merged is not None:
-                raise translate_error(exc, fallback) from exc
-            self._finish_fallback(job, exc, fallback, elapsed_ms(start))
-            for part in self._stream_done(job):
+        start, state = time.perf_counter(), StreamRetry(self.fallback_retries)
+        while True:
+            try:
+                async for chunk in fallback.astream(job.conv.messages, config):  # type: ignore[union-attr]
+                    yield StreamPart(text=_chunk_text(state.add(chunk)), chunk=chunk)
+            except Exception as exc:  # noqa: BLE001 - retried, or ends the answer (typed)
+                wait = state.wait_s(exc)
+                if wait is not None:
+                    await asyncio.sleep(wait)
+                    continue
+                for part in self._end_stream(job, fallback, start, state, exc):
+                    yield part
+                return
+            parts = self._end_stream(job, fallback, start, state)
+            await self._alog_traffic([job])
+            for part in parts:
                 yield part
             return
-        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, elapsed_ms(start))
-        await self._alog_traffic([job])
-        yield StreamPart(result=job.result)
+
+    def _end_stream(self, job: _Job, fallback: Any, start: float, state: StreamRetry,
+                    exc: BaseException | None = None) -> list[StreamPart]:
+        """The last parts of a streamed fallback answer: its result, or (failed before any chunk) the failure's
+        outcome; a failure after a chunk was sent raises the typed error."""
+        if exc is not None and state.merged is not None:
+            raise translate_error(exc, fallback) from exc
+        self._finish_fallback(job, exc if exc is not None else state.message, fallback, elapsed_ms(start))
+        return list(self._stream_done(job)) if exc is not None else [StreamPart(result=job.result)]
 
     # ------------------------------------------------------------------ results
     def _stage(self, name: str, fn: Callable[[Any], Any], arg: Any, config: RunnableConfig | None) -> Any:
