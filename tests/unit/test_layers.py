@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a module may impo
     ("stages", ("langchain_slm_router.messages", "langchain_slm_router.math_engine", "langchain_slm_router.slm",
                 "langchain_slm_router.gates", "langchain_slm_router.fallback", "langchain_slm_router.trace",
                 "langchain_slm_router.traffic")),
-    ("router", ("langchain_slm_router.router",)),
+    ("router", ("langchain_slm_router.router", "langchain_slm_router.call")),
     ("integrations", ("langchain_slm_router", "langchain_slm_router.chat_model", "langchain_slm_router.tools",
                       "langchain_slm_router.tool_specs", "langchain_slm_router.embeddings",
                       "llama_index_integration")),
