@@ -69,6 +69,7 @@ _LAZY = {
 }
 
 __version__ = "0.1.0"
+"""The package's version: the one place (pyproject.toml reads it; the server reports it)."""
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 

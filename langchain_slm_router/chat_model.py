@@ -51,14 +51,14 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, SerializeAsAny, model_validator
 
+from langchain_slm_router.call import CallContract
 from langchain_slm_router.errors import FallbackUnavailableError
-from langchain_slm_router.fallback import fallback_name, unwrap_fallback
+from langchain_slm_router.fallback import fallback_name
 from langchain_slm_router.gates import Gate
 from langchain_slm_router.router import SLMRouter, word_pieces
 from langchain_slm_router.trace import RouteResult
 
 # Call options that only the fallback can honour: a request carrying one skips the local stages.
-_FALLBACK_ONLY = ("tools", "tool_choice", "functions", "function_call", "response_format", "format")
 _LC_ID = re.compile(r"^lc_|^run-")
 
 
@@ -224,10 +224,9 @@ class ChatSLMRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        stops, escalate, fallback = self._call_options(stop, kwargs)
-        config = _child_config(run_manager)
-        result = self.router.route(messages, config, escalate=escalate, fallback=fallback)
-        return ChatResult(generations=[ChatGeneration(message=self._message(result, stops))])
+        call = self._contract(stop, kwargs, run_manager)
+        result = self.router.route(messages, call.config, **call.route_kwargs())
+        return ChatResult(generations=[ChatGeneration(message=self._message(result, call))])
 
     async def _agenerate(
         self,
@@ -236,10 +235,9 @@ class ChatSLMRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        stops, escalate, fallback = self._call_options(stop, kwargs)
-        config = _child_config(run_manager)
-        result = await self.router.aroute(messages, config, escalate=escalate, fallback=fallback)
-        return ChatResult(generations=[ChatGeneration(message=self._message(result, stops))])
+        call = self._contract(stop, kwargs, run_manager)
+        result = await self.router.aroute(messages, call.config, **call.route_kwargs())
+        return ChatResult(generations=[ChatGeneration(message=self._message(result, call))])
 
     def _stream(
         self,
@@ -248,10 +246,9 @@ class ChatSLMRouter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        stops, escalate, fallback = self._call_options(stop, kwargs)
-        config = _child_config(run_manager)
-        for part in self.router.stream(messages, config, escalate=escalate, fallback=fallback):
-            yield from self._part_chunks(part, stops)
+        call = self._contract(stop, kwargs, run_manager)
+        for part in self.router.stream(messages, call.config, **call.route_kwargs()):
+            yield from self._part_chunks(part, call)
 
     async def _astream(
         self,
@@ -260,10 +257,9 @@ class ChatSLMRouter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        stops, escalate, fallback = self._call_options(stop, kwargs)
-        config = _child_config(run_manager)
-        async for part in self.router.astream(messages, config, escalate=escalate, fallback=fallback):
-            for chunk in self._part_chunks(part, stops):
+        call = self._contract(stop, kwargs, run_manager)
+        async for part in self.router.astream(messages, call.config, **call.route_kwargs()):
+            for chunk in self._part_chunks(part, call):
                 yield chunk
 
     # ------------------------------------------------------------------ tools and structured output
@@ -334,32 +330,12 @@ class ChatSLMRouter(BaseChatModel):
             raise NotImplementedError(f"The fallback {type(fallback).__name__} has no {method}().")
         return fallback
 
-    def _call_options(
-        self, stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[list[str], str | None, Any | None]:
-        """(stop sequences, escalation reason, fallback override) for one call."""
-        stops = list(stop if stop is not None else (self.stop or []))
-        options = {k: v for k, v in kwargs.items() if k not in ("model", "stream")}
-        fallback = self.router.fallback
-        escalate = None
-        override = None
-        tools = options.pop("tools", None)
-        if tools:
-            escalate = "tools"
-            if fallback is None:
-                self._require_fallback("Tool calling", "bind_tools")
-            override = fallback.bind_tools(tools, **({"tool_choice": options.pop("tool_choice")}
-                                                     if options.get("tool_choice") is not None else {}))
-        options.pop("tool_choice", None)
-        if options and fallback is not None:
-            if any(k in options for k in _FALLBACK_ONLY):
-                escalate = escalate or "call options only the fallback supports (" + ", ".join(sorted(options)) + ")"
-            override = (override or fallback).bind(**options)
-        if stops and fallback is not None and _is_language_model(fallback):
-            override = (override or fallback).bind(stop=stops)
-        return stops, escalate, override
+    def _contract(self, stop: list[str] | None, kwargs: dict[str, Any], run_manager: Any | None) -> CallContract:
+        """The call's :class:`~langchain_slm_router.call.CallContract` (stops, options, fallback, callbacks)."""
+        return CallContract.of(self.router, stop=stop if stop is not None else self.stop, options=kwargs,
+                               config=_child_config(run_manager))
 
-    def _message(self, result: RouteResult, stops: list[str]) -> AIMessage:
+    def _message(self, result: RouteResult, call: CallContract) -> AIMessage:
         metadata = self._metadata(result)
         usage = _usage(result)
         fallback_msg = result.llm_message if result.stage == "llm" else None
@@ -373,7 +349,7 @@ class ChatSLMRouter(BaseChatModel):
                 usage_metadata=usage,
                 id=_keep_id(fallback_msg.id),
             )
-        return AIMessage(content=_cut(result.answer, stops), response_metadata=metadata, usage_metadata=usage)
+        return AIMessage(content=call.text(result), response_metadata=metadata, usage_metadata=usage)
 
     def _metadata(self, result: RouteResult) -> dict[str, Any]:
         meta: dict[str, Any] = {}
@@ -387,7 +363,7 @@ class ChatSLMRouter(BaseChatModel):
         meta["route"] = result.trace()
         return meta
 
-    def _part_chunks(self, part: Any, stops: list[str]) -> Iterator[ChatGenerationChunk]:
+    def _part_chunks(self, part: Any, call: CallContract) -> Iterator[ChatGenerationChunk]:
         """ChatGenerationChunks for one router StreamPart.
 
         The fallback's chunks pass through (text, tool-call chunks, ids), without their usage and response
@@ -409,7 +385,7 @@ class ChatSLMRouter(BaseChatModel):
             return
         result: RouteResult = part.result
         if result.stage != "llm":
-            text = _cut(result.answer, stops)
+            text = call.text(result)
             for piece in word_pieces(text) if text else []:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(
@@ -432,21 +408,6 @@ def _child_config(run_manager: Any | None) -> RunnableConfig | None:
     return {"callbacks": manager}
 
 
-def _is_language_model(fallback: Any) -> bool:
-    return isinstance(unwrap_fallback(fallback), BaseLanguageModel)
-
-
-def _cut(text: str, stops: list[str]) -> str:
-    """Text up to the first stop sequence."""
-    cut = len(text)
-    for stop in stops:
-        if stop:
-            i = text.find(stop)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
-
-
 def _keep_id(msg_id: str | None) -> str | None:
     """Provider message ids are kept; LangChain run ids of the fallback's own run are dropped (ours is used)."""
     return None if msg_id is None or _LC_ID.match(msg_id) else msg_id
@@ -464,8 +425,7 @@ def _answering_model(result: RouteResult) -> str:
 
 def _usage(result: RouteResult) -> UsageMetadata:
     """Tokens of every model that ran for this answer (the route result's totals)."""
-    return UsageMetadata(input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                         total_tokens=result.total_tokens)
+    return UsageMetadata(**CallContract.usage(result))  # type: ignore[typeddict-item]
 
 
 __all__ = ["ChatSLMRouter"]

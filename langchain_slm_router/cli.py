@@ -26,6 +26,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from langchain_slm_router.errors import ConfigError, SLMRouterError
+
 DEFAULT_DATASETS = ("squad_v2", "nq_open", "gsm8k", "math", "mixed")
 
 
@@ -35,7 +37,7 @@ def _limits(values: Sequence[str] | None) -> dict[str, int]:
         for part in value.split(","):
             name, sep, num = part.partition("=")
             if not sep or not num.strip().isdigit():
-                raise SystemExit(f"error: expected DATASET=N, got {part!r}")
+                raise ConfigError(f"expected DATASET=N (e.g. gsm8k=12), got {part!r}")
             out[name.strip()] = int(num)
     return out
 
@@ -143,7 +145,7 @@ class _LLMSetup:
 
         self.local = args.base_url is None
         if self.local:
-            from langchain_slm_router.testing import OllamaProtocolServer
+            from langchain_slm_router.engine_server import OllamaProtocolServer
 
             weights = args.llm_gguf or args.slm
             backing = local_backend(args.llm_engine, weights, args.torch_threads, max_new_tokens=max_tokens,
@@ -180,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
     from langchain_slm_router.evaluation.cache import DEFAULT_CACHE_DIR, GenerationCache
     from langchain_slm_router.evaluation.calibration import CalibrationTarget
     from langchain_slm_router.evaluation.datasets import DATA_DIR_ENV, DATASET_NAMES, default_data_dir, load_dataset
-    from langchain_slm_router.errors import DataUnavailableError
     from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harness, HarnessConfig
     from langchain_slm_router.evaluation.report import calibration_text, markdown, plot, write_json
     from langchain_slm_router.evaluation.summary import summarize_dataset
@@ -189,10 +190,10 @@ def run(args: argparse.Namespace) -> int:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASET_NAMES]
     if unknown:
-        raise SystemExit(f"error: unknown data set(s) {unknown}; choose from {', '.join(DATASET_NAMES)}")
+        raise ConfigError(f"unknown data set(s) {unknown}; choose from {', '.join(DATASET_NAMES)}")
     data_dir = args.data_dir or default_data_dir()
     if data_dir is not None and not data_dir.is_dir():
-        raise SystemExit(f"error: data folder {data_dir} not found; pass --data-dir (or {DATA_DIR_ENV}) a folder "
+        raise ConfigError(f"data folder {data_dir} not found; pass --data-dir (or {DATA_DIR_ENV}) a folder "
                          "holding the JSONL files, or neither to load the public sets from the Hugging Face hub")
     limits, calib_limits = _limits(args.dataset_limit), _limits(args.calib_dataset_limit)
     tokens = {**DEFAULT_MAX_NEW_TOKENS, **_limits(args.max_new_tokens)}
@@ -214,19 +215,16 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.torch_threads)
     # All data first: a missing data set is a clear message before any model loads.
     items: dict[str, tuple[list[Any], list[Any]]] = {}
-    try:
-        for name in datasets:
-            eval_items = load_dataset(name, data_dir, limits.get(name, args.limit), args.seed, "eval")
-            calib_n = calib_limits.get(name, args.calib_limit if args.calib_limit is not None else
-                                       limits.get(name, args.limit))
-            items[name] = (eval_items, load_dataset(name, data_dir, calib_n, args.seed, "calib") if given is None
-                           else [])
-    except DataUnavailableError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    for name in datasets:
+        eval_items = load_dataset(name, data_dir, limits.get(name, args.limit), args.seed, "eval")
+        calib_n = calib_limits.get(name, args.calib_limit if args.calib_limit is not None else
+                                   limits.get(name, args.limit))
+        items[name] = (eval_items, load_dataset(name, data_dir, calib_n, args.seed, "calib") if given is None
+                       else [])
     with ExitStack() as stack:
         adapter = {} if args.adapter == "default" else {"adapter": None if args.adapter == "none" else args.adapter}
         if adapter and args.slm_engine != "local":
-            raise SystemExit("error: --adapter needs --slm-engine local (LoRA adapters load with transformers)")
+            raise ConfigError("--adapter needs --slm-engine local (LoRA adapters load with transformers)")
         slm = local_backend(args.slm_engine, args.slm, args.torch_threads, **adapter)
         t0 = time.perf_counter()
         slm.load()
@@ -285,6 +283,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; cached generations are kept", file=sys.stderr)
         return 130
+    except (SLMRouterError, OSError, ValueError) as exc:
+        print(error_line(exc), file=sys.stderr)
+        return 2
+
+
+HINTS: dict[type[BaseException], str] = {
+    FileNotFoundError: "check the path",
+    PermissionError: "check the file's permissions",
+    IsADirectoryError: "pass a file, not a folder",
+}
+"""What to do, for errors whose own message cannot say it (the library's typed errors say it themselves)."""
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line the command line prints for an error: its kind, its message, and what to do."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    hint = next((h for cls, h in HINTS.items() if isinstance(exc, cls)), None)
+    kind = type(exc).__name__
+    return f"error: {kind}: {message}" + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def demo_fallback(llm_model: str) -> Iterator[tuple[object, str]]:
         yield default_fallback(llm_model), f"ChatOllama({llm_model}) at {host}"
         return
     from langchain_slm_router.slm import LocalSLM
-    from langchain_slm_router.testing.ollama_server import OllamaProtocolServer
+    from langchain_slm_router.engine_server import OllamaProtocolServer
 
     with OllamaProtocolServer({"smollm2": LocalSLM(max_new_tokens=96)}) as server:
         yield (

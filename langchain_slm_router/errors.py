@@ -16,6 +16,11 @@ class InvalidQueryError(SLMRouterError, ValueError):
     """The query cannot be routed: empty, not text, undecodable, or over the configured size limit."""
 
 
+class ConfigError(SLMRouterError, ValueError):
+    """A configuration is invalid: a configuration file that cannot be read, or command-line options that do not
+    fit together. The message says which file or option and what to change."""
+
+
 class EmptyQueryError(InvalidQueryError):
     """The query is empty or only white space."""
 

@@ -219,6 +219,38 @@ def should_retry(exc: BaseException, attempt: int, retries: int) -> bool:
     return attempt < retries and is_transient(exc)
 
 
+class StreamRetry:
+    """The retry and merge state of one streamed fallback answer, without I/O, so that the sync and async
+    streaming loops are the same few lines: :meth:`add` each chunk (merged into :attr:`message`), and after a
+    failure :meth:`wait_s` says how long to wait before streaming again, or ``None`` when the failure is final (a
+    chunk was already sent, the error is not transient, or no retry is left)."""
+
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+        self.attempt = 0
+        self.merged: Any = None
+
+    def add(self, chunk: Any) -> Any:
+        """Merge ``chunk`` into the answer; returns it."""
+        self.merged = chunk if self.merged is None else self.merged + chunk
+        return chunk
+
+    def wait_s(self, exc: BaseException) -> float | None:
+        """Seconds to wait before the next attempt after ``exc``; ``None``: do not retry."""
+        if self.merged is not None or not should_retry(exc, self.attempt, self.retries):
+            return None
+        wait = backoff_s(self.attempt)
+        self.attempt += 1
+        return wait
+
+    @property
+    def message(self) -> Any:
+        """The merged answer (an empty ``AIMessage`` when the stream sent nothing)."""
+        from langchain_core.messages import AIMessage
+
+        return self.merged if self.merged is not None else AIMessage(content="")
+
+
 class _TransientRetry(RunnableRetry):  # type: ignore[misc]
     """LangChain's ``RunnableRetry`` that retries only failures :func:`is_transient` calls transient.
 
@@ -309,6 +341,7 @@ def with_fallback_retry(fallback: Any, attempts: int, *, initial_wait: float = R
 
 __all__ = [
     "DEFAULT_FALLBACK_MODEL",
+    "StreamRetry",
     "backoff_s",
     "should_retry",
     "DEFAULT_OLLAMA_HOST",

@@ -63,15 +63,23 @@ Errors
 :class:`~langchain_slm_router.errors.InvalidQueryError`; with ``raise_on_timeout=True`` a time-out raises
 :class:`~langchain_slm_router.errors.MathTimeoutError`. The engine holds no mutable state, so one instance is
 safe to share between threads.
+
+Async callers
+-------------
+``asolve``/``aexplain`` run the same call on a small process-wide thread pool (``CALLER_THREADS`` threads, one
+per waiting caller), so an event loop never waits for sympy: a hard query costs its caller up to about
+``2 * timeout_s`` (a slot wait plus the computation bound) while the loop keeps serving other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import sympy as sp
@@ -85,14 +93,20 @@ from langchain_slm_router.math_parsing import (
     parse_expression,
     parse_operand,
 )
+from langchain_slm_router.trace import elapsed_ms
 
-__all__ = ["MathAnswer", "MathDecline", "MathEngine", "default_math_engine", "BACKGROUND_SLOTS"]
+__all__ = [
+    "BACKGROUND_SLOTS", "CALLER_THREADS", "MathAnswer", "MathDecline", "MathEngine", "default_math_engine",
+]
 
 T = TypeVar("T")
 
 #: Process-wide cap on background sympy computations (including ones that overran their time bound).
 BACKGROUND_SLOTS = 4
 _SLOTS = threading.BoundedSemaphore(BACKGROUND_SLOTS)
+#: Threads in which async callers wait for the engine (a caller waits at most ~2 x timeout_s in one).
+CALLER_THREADS = 2 * BACKGROUND_SLOTS
+_CALLERS = ThreadPoolExecutor(max_workers=CALLER_THREADS, thread_name_prefix="math-engine-caller")
 
 
 class MathAnswer(BaseModel):
@@ -369,20 +383,28 @@ class MathEngine(BaseModel):
             if len(answer) > self.max_answer_chars:
                 raise _Decline("bounds", f"answer longer than {self.max_answer_chars} characters")
         except _Decline as exc:
-            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=_ms(start))
+            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=elapsed_ms(start))
         except ParseDecline as exc:
-            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=_ms(start))
+            return MathDecline(code=exc.code, reason=exc.reason, latency_ms=elapsed_ms(start))
         except _Timeout:
             if self.raise_on_timeout:
                 raise MathTimeoutError(f"math computation exceeded {self.timeout_s} s") from None
             return MathDecline(code="timeout", reason=f"computation exceeded {self.timeout_s} s",
-                               latency_ms=_ms(start))
+                               latency_ms=elapsed_ms(start))
         except RecursionError:
-            return MathDecline(code="bounds", reason="expression too deep", latency_ms=_ms(start))
+            return MathDecline(code="bounds", reason="expression too deep", latency_ms=elapsed_ms(start))
         except Exception as exc:  # sympy raised (NotImplementedError, PolynomialError, ...): not ours
-            return MathDecline(code="error", reason=f"{type(exc).__name__}: {exc}"[:300], latency_ms=_ms(start))
-        return MathAnswer(answer=answer, kind=kind, expression=expression, latency_ms=_ms(start),
+            return MathDecline(code="error", reason=f"{type(exc).__name__}: {exc}"[:300], latency_ms=elapsed_ms(start))
+        return MathAnswer(answer=answer, kind=kind, expression=expression, latency_ms=elapsed_ms(start),
                           decimal=decimal)
+
+    async def asolve(self, query: str) -> MathAnswer | None:
+        """Async :meth:`solve`: runs on the engine's caller threads, never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(_CALLERS, self.solve, query)
+
+    async def aexplain(self, query: str) -> MathAnswer | MathDecline:
+        """Async :meth:`explain`: runs on the engine's caller threads, never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(_CALLERS, self.explain, query)
 
     # -- dispatch -----------------------------------------------------------------------------------------
     @property
@@ -829,9 +851,6 @@ def _simplify(expr: sp.Expr) -> sp.Expr:
 def _clean(text: str) -> str:
     return " ".join(text.split())
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 4)
 
 
 @functools.lru_cache(maxsize=1)

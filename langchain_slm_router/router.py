@@ -32,33 +32,29 @@ from pathlib import Path
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationInfo, field_validator
 
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
 from langchain_slm_router.fallback import (
-    backoff_s,
+    StreamRetry,
     default_fallback,
     fallback_name,
-    should_retry,
     translate_error,
     with_fallback_retry,
 )
 from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
-from langchain_slm_router.gates.training import TrafficLog
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
 from langchain_slm_router.slm import LocalSLM, Overflow, SLMBackend, SLMGeneration, make_backend
-from langchain_slm_router.trace import RouteResult
+from langchain_slm_router.trace import RouteResult, elapsed_ms
+from langchain_slm_router.traffic import TrafficLog
 
 
 #: The options :meth:`SLMRouter.with_options` takes besides the router's own fields.
 ROUTER_OPTIONS = ("threshold", "max_tokens", "temperature", "overflow")
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 class StreamPart(BaseModel):
@@ -87,6 +83,8 @@ class _Job:
         self.skip_slm = False
         """True when the query goes straight to the fallback (``reason`` says why)."""
         self.reason = ""
+        self.llm_text: str | None = None
+        """The fallback's answer, once it answered (what the traffic log records)."""
 
     @property
     def open(self) -> bool:
@@ -248,7 +246,7 @@ class SLMRouter(BaseModel):
         escalate: str | None = None, fallback: Any | None = None,
     ) -> list[Any]:
         """Async :meth:`route_batch`."""
-        jobs = self._prepare(queries, escalate, config)
+        jobs = await self._aprepare(queries, escalate, config)
         await self._arun_slm(jobs, config)
         await self._arun_fallback(jobs, config, fallback)
         return self._collect(jobs, return_exceptions)
@@ -275,7 +273,7 @@ class SLMRouter(BaseModel):
         fallback: Any | None = None,
     ) -> AsyncIterator[StreamPart]:
         """Async :meth:`stream`."""
-        job = self._prepare([query], escalate, config)[0]
+        job = (await self._aprepare([query], escalate, config))[0]
         await self._arun_slm([job], config)
         if job.open:
             async for part in self._astream_fallback(job, config, fallback):
@@ -286,6 +284,21 @@ class SLMRouter(BaseModel):
 
     # ------------------------------------------------------------------ stages
     def _prepare(self, queries: Sequence[Any], escalate: str | None, config: RunnableConfig | None) -> list[_Job]:
+        jobs = self._check(queries, escalate)
+        for job in self._math_todo(jobs):
+            self._run_math(job, config)
+        return jobs
+
+    async def _aprepare(
+        self, queries: Sequence[Any], escalate: str | None, config: RunnableConfig | None
+    ) -> list[_Job]:
+        """Async :meth:`_prepare`: the math engine runs on its caller threads, never on the event loop."""
+        jobs = self._check(queries, escalate)
+        await asyncio.gather(*(self._arun_math(job, config) for job in self._math_todo(jobs)))
+        return jobs
+
+    def _check(self, queries: Sequence[Any], escalate: str | None) -> list[_Job]:
+        """A job per query: its conversation checked, and whether it skips the local stages."""
         jobs = []
         for query in queries:
             job = _Job()
@@ -299,16 +312,27 @@ class SLMRouter(BaseModel):
                 job.skip_slm, job.reason = True, f"sent to the fallback: {escalate}"
             elif not job.conv.local_ok:
                 job.skip_slm, job.reason = True, "sent to the fallback: the local stages cannot read this conversation"
-            else:
-                self._run_math(job, config)
         return jobs
 
+    def _math_todo(self, jobs: list[_Job]) -> list[_Job]:
+        if self.math_engine is None:
+            return []
+        return [j for j in jobs if j.open and j.conv is not None and not j.skip_slm]
+
     def _run_math(self, job: _Job, config: RunnableConfig | None) -> None:
-        if self.math_engine is None or job.conv is None:
-            return
         start = time.perf_counter()
-        answer = self._stage("math_engine", self.math_engine.solve, job.conv.question, config)
-        job.latency["math"] = _ms(start)
+        answer = self._stage("math_engine", self.math_engine.solve, job.conv.question, config)  # type: ignore
+        self._finish_math(job, answer, elapsed_ms(start))
+
+    async def _arun_math(self, job: _Job, config: RunnableConfig | None) -> None:
+        start = time.perf_counter()
+        engine = self.math_engine
+        answer = await self._astage("math_engine", engine.solve, engine.asolve,  # type: ignore[union-attr]
+                                    job.conv.question, config)  # type: ignore[union-attr]
+        self._finish_math(job, answer, elapsed_ms(start))
+
+    def _finish_math(self, job: _Job, answer: Any, took_ms: float) -> None:
+        job.latency["math"] = took_ms
         if answer is not None:
             job.result = self._result(job, answer=answer.answer, stage="math", math_kind=answer.kind,
                                       reason=f"math engine solved it ({answer.kind})")
@@ -321,7 +345,7 @@ class SLMRouter(BaseModel):
     def _load_slm(self, todo: list[_Job]) -> None:
         start = time.perf_counter()
         self.slm.load()  # type: ignore[union-attr]  # first use loads the model; reported apart from generation
-        load_ms = _ms(start)
+        load_ms = elapsed_ms(start)
         if load_ms > 5.0:
             for job in todo:
                 job.latency["slm_load"] = load_ms
@@ -334,7 +358,7 @@ class SLMRouter(BaseModel):
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
         gens = self._stage("slm", self._slm_call, convs, config)
-        self._apply_slm(todo, gens, _ms(start))
+        self._apply_slm(todo, gens, elapsed_ms(start))
 
     async def _arun_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
         todo = self._slm_todo(jobs)
@@ -343,11 +367,8 @@ class SLMRouter(BaseModel):
         await asyncio.to_thread(self._load_slm, todo)
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
-        if config and config.get("callbacks"):
-            gens = await RunnableLambda(self._slm_call, self._aslm_call, name="slm").ainvoke(convs, config)
-        else:
-            gens = await self._aslm_call(convs)
-        self._apply_slm(todo, gens, _ms(start))
+        gens = await self._astage("slm", self._slm_call, self._aslm_call, convs, config)
+        self._apply_slm(todo, gens, elapsed_ms(start))
 
     def _slm_call(self, convs: list[Any]) -> list[Any]:
         return self.slm.generate_batch(convs, early_exit=self.gate.early_exit())  # type: ignore[union-attr]
@@ -389,9 +410,10 @@ class SLMRouter(BaseModel):
             return
         start = time.perf_counter()
         outs = self._retrying(fallback).batch([j.conv.messages for j in todo], config, return_exceptions=True)
-        elapsed = _ms(start)
+        elapsed = elapsed_ms(start)
         for job, out in zip(todo, outs):
             self._finish_fallback(job, out, fallback, elapsed)
+        self._log_traffic(todo)
 
     async def _arun_fallback(self, jobs: list[_Job], config: RunnableConfig | None, override: Any | None) -> None:
         todo = [j for j in jobs if j.open]
@@ -401,9 +423,10 @@ class SLMRouter(BaseModel):
         start = time.perf_counter()
         outs = await self._retrying(fallback).abatch([j.conv.messages for j in todo], config,
                                                     return_exceptions=True)
-        elapsed = _ms(start)
+        elapsed = elapsed_ms(start)
         for job, out in zip(todo, outs):
             self._finish_fallback(job, out, fallback, elapsed)
+        await self._alog_traffic(todo)
 
     def _no_fallback(self, jobs: list[_Job], fallback: Any | None) -> bool:
         """Handle the jobs when no fallback is configured; True when that was the case."""
@@ -417,8 +440,8 @@ class SLMRouter(BaseModel):
                 job.error = FallbackUnavailableError(f"No fallback is configured and the query was {job.reason}.")
         return True
 
-    def _finish_fallback(self, job: _Job, out: Any, fallback: Any, elapsed_ms: float) -> None:
-        job.latency["llm"] = elapsed_ms
+    def _finish_fallback(self, job: _Job, out: Any, fallback: Any, took_ms: float) -> None:
+        job.latency["llm"] = took_ms
         name = fallback_name(fallback)
         if isinstance(out, BaseException):
             err = translate_error(out, fallback)
@@ -437,14 +460,26 @@ class SLMRouter(BaseModel):
         text = message.text if isinstance(message, BaseMessage) else str(message)
         text = text if isinstance(text, str) else str(text)
         usage = getattr(message, "usage_metadata", None) or {}
-        if self._traffic is not None and job.gen is not None and job.conv is not None:
-            self._traffic.append(job.conv.dicts, job.gen, text)
+        job.llm_text = text
         return self._result(
             job, answer=text, stage="llm", reason=job.reason,
             fallback_tried=True, fallback_model=name, llm_message=message,
             extra_usage={"llm_input_tokens": int(usage.get("input_tokens", 0)),
                          "llm_output_tokens": int(usage.get("output_tokens", 0))},
         )
+
+    def _log_traffic(self, jobs: list[_Job]) -> None:
+        """Append the escalated jobs' (SLM draft, LLM answer) pairs to the traffic log, when there is one."""
+        if self._traffic is None:
+            return
+        for job in jobs:
+            if job.llm_text is not None and job.gen is not None and job.conv is not None:
+                self._traffic.append(job.conv.dicts, job.gen, job.llm_text)
+
+    async def _alog_traffic(self, jobs: list[_Job]) -> None:
+        """Async :meth:`_log_traffic`: the file is written in a worker thread, never on the event loop."""
+        if self._traffic is not None:
+            await asyncio.to_thread(self._log_traffic, jobs)
 
     # ------------------------------------------------------------------ streaming helpers
     def _stream_done(self, job: _Job) -> Iterator[StreamPart]:
@@ -459,27 +494,22 @@ class SLMRouter(BaseModel):
         if self._no_fallback([job], fallback):
             yield from self._stream_done(job)
             return
-        start = time.perf_counter()
-        merged: AIMessageChunk | None = None
-        try:
-            for attempt in range(self.fallback_retries + 1):
-                try:
-                    for chunk in fallback.stream(job.conv.messages, config):  # type: ignore[union-attr]
-                        merged = chunk if merged is None else merged + chunk
-                        yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
-                    break
-                except Exception as exc:  # noqa: BLE001 - translated below
-                    if merged is not None or not should_retry(exc, attempt, self.fallback_retries):
-                        raise
-                    time.sleep(backoff_s(attempt))
-        except Exception as exc:  # noqa: BLE001
-            if merged is not None:
-                raise translate_error(exc, fallback) from exc
-            self._finish_fallback(job, exc, fallback, _ms(start))
-            yield from self._stream_done(job)
+        start, state = time.perf_counter(), StreamRetry(self.fallback_retries)
+        while True:
+            try:
+                for chunk in fallback.stream(job.conv.messages, config):  # type: ignore[union-attr]
+                    yield StreamPart(text=_chunk_text(state.add(chunk)), chunk=chunk)
+            except Exception as exc:  # noqa: BLE001 - retried, or ends the answer (typed)
+                wait = state.wait_s(exc)
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
+                yield from self._end_stream(job, fallback, start, state, exc)
+                return
+            parts = self._end_stream(job, fallback, start, state)
+            self._log_traffic([job])
+            yield from parts
             return
-        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
-        yield StreamPart(result=job.result)
 
     async def _astream_fallback(
         self, job: _Job, config: RunnableConfig | None, override: Any | None
@@ -489,28 +519,33 @@ class SLMRouter(BaseModel):
             for part in self._stream_done(job):
                 yield part
             return
-        start = time.perf_counter()
-        merged: AIMessageChunk | None = None
-        try:
-            for attempt in range(self.fallback_retries + 1):
-                try:
-                    async for chunk in fallback.astream(job.conv.messages, config):  # type: ignore[union-attr]
-                        merged = chunk if merged is None else merged + chunk
-                        yield StreamPart(text=_chunk_text(chunk), chunk=chunk)
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    if merged is not None or not should_retry(exc, attempt, self.fallback_retries):
-                        raise
-                    await asyncio.sleep(backoff_s(attempt))
-        except Exception as exc:  # noqa: BLE001
-            if merged is not None:
-                raise translate_error(exc, fallback) from exc
-            self._finish_fallback(job, exc, fallback, _ms(start))
-            for part in self._stream_done(job):
+        start, state = time.perf_counter(), StreamRetry(self.fallback_retries)
+        while True:
+            try:
+                async for chunk in fallback.astream(job.conv.messages, config):  # type: ignore[union-attr]
+                    yield StreamPart(text=_chunk_text(state.add(chunk)), chunk=chunk)
+            except Exception as exc:  # noqa: BLE001 - retried, or ends the answer (typed)
+                wait = state.wait_s(exc)
+                if wait is not None:
+                    await asyncio.sleep(wait)
+                    continue
+                for part in self._end_stream(job, fallback, start, state, exc):
+                    yield part
+                return
+            parts = self._end_stream(job, fallback, start, state)
+            await self._alog_traffic([job])
+            for part in parts:
                 yield part
             return
-        self._finish_fallback(job, merged if merged is not None else AIMessage(content=""), fallback, _ms(start))
-        yield StreamPart(result=job.result)
+
+    def _end_stream(self, job: _Job, fallback: Any, start: float, state: StreamRetry,
+                    exc: BaseException | None = None) -> list[StreamPart]:
+        """The last parts of a streamed fallback answer: its result, or (failed before any chunk) the failure's
+        outcome; a failure after a chunk was sent raises the typed error."""
+        if exc is not None and state.merged is not None:
+            raise translate_error(exc, fallback) from exc
+        self._finish_fallback(job, exc if exc is not None else state.message, fallback, elapsed_ms(start))
+        return list(self._stream_done(job)) if exc is not None else [StreamPart(result=job.result)]
 
     # ------------------------------------------------------------------ results
     def _stage(self, name: str, fn: Callable[[Any], Any], arg: Any, config: RunnableConfig | None) -> Any:
@@ -519,10 +554,17 @@ class SLMRouter(BaseModel):
             return RunnableLambda(fn, name=name).invoke(arg, config)
         return fn(arg)
 
+    async def _astage(self, name: str, fn: Callable[[Any], Any], afn: Callable[[Any], Any], arg: Any,
+                      config: RunnableConfig | None) -> Any:
+        """Async :meth:`_stage`: ``afn`` runs the stage (``fn`` is its sync form for the callback run)."""
+        if config and config.get("callbacks"):
+            return await RunnableLambda(fn, afn, name=name).ainvoke(arg, config)
+        return await afn(arg)
+
     def _result(self, job: _Job, *, answer: str, stage: str, reason: str, extra_usage: dict[str, int] | None = None,
                 **kwargs: Any) -> RouteResult:
         latency = dict(job.latency)
-        latency["total"] = _ms(job.start)
+        latency["total"] = elapsed_ms(job.start)
         usage: dict[str, int] = {}
         if job.gen is not None:
             usage = {"slm_input_tokens": job.gen.input_tokens, "slm_output_tokens": job.gen.output_tokens}

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_slm_router.signals import ConfidenceSignals
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter()`` reading), to the microsecond: every latency in a
+    trace, a generation or an evaluation record is measured with it."""
+    return round((time.perf_counter() - start) * 1000.0, 3)
 
 Stage = Literal["math", "slm", "llm"]
 

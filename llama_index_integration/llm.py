@@ -49,7 +49,7 @@ pass ``escalate="reason"`` (and optionally ``fallback=`` another LangChain chat 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -78,8 +78,10 @@ from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
 
+from langchain_slm_router.call import CallContract
 from langchain_slm_router.errors import InvalidQueryError
-from langchain_slm_router.router import ROUTER_OPTIONS, SLMRouter, StreamPart
+from langchain_slm_router.router import ROUTER_OPTIONS, SLMRouter
+from langchain_slm_router.stops import StopCutter
 from langchain_slm_router.trace import RouteResult
 
 #: Keyword arguments of :class:`SLMRouterLLM` that configure the router (:meth:`SLMRouter.from_options`): its
@@ -110,9 +112,35 @@ def _block_to_langchain(block: Any) -> dict[str, Any] | None:
     kind = getattr(block, "block_type", type(block).__name__)
     if kind in _SKIPPED_BLOCKS:
         return None
+    if kind in ("audio", "document"):  # non-text content: the conversation goes to the fallback (the contract)
+        return _file_block(block, kind)
     raise InvalidQueryError(
         f"Content blocks of type {kind!r} are not supported by SLMRouterLLM; send text or image blocks."
     )
+
+
+def _file_block(block: Any, kind: str) -> dict[str, Any]:
+    """An audio or document block as LangChain's standard ``audio`` / ``file`` content block."""
+    url = getattr(block, "url", None)
+    out: dict[str, Any] = {"type": "audio" if kind == "audio" else "file"}
+    mime = getattr(block, "document_mimetype", None) or (f"audio/{block.format}" if getattr(block, "format", None)
+                                                         else None)
+    if mime:
+        out["mime_type"] = mime
+    if url is not None:
+        out["url"] = str(url)
+        return out
+    try:
+        raw = block.resolve_audio(as_base64=True) if kind == "audio" else block.resolve_document()
+        data = raw.read()
+    except Exception as exc:  # noqa: BLE001 - LlamaIndex raises several types for unreadable content
+        raise InvalidQueryError(f"Cannot read the {kind} block: {exc}") from exc
+    if kind == "document":
+        import base64
+
+        data = base64.b64encode(data)
+    out["base64"] = data.decode("ascii") if isinstance(data, bytes) else str(data)
+    return out
 
 
 def _tool_calls(message: ChatMessage) -> list[dict[str, Any]]:
@@ -145,9 +173,10 @@ def to_langchain_messages(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
     Roles: ``system`` and ``developer`` become system messages, ``user`` human messages, ``assistant`` /
     ``chatbot`` / ``model`` AI messages, ``tool`` / ``function`` tool messages (``tool_call_id`` from
     ``additional_kwargs``). Text blocks are joined; image blocks become LangChain ``image_url`` blocks (such a
-    conversation goes to the fallback: the local stages read text only); an assistant's ``ToolCallBlock`` blocks
-    become its ``tool_calls`` (tool traffic also goes to the fallback); thinking blocks are dropped; other block
-    types raise :class:`~langchain_slm_router.errors.InvalidQueryError`.
+    conversation goes to the fallback: the local stages read text only), audio and document blocks LangChain's
+    ``audio`` / ``file`` blocks (to the fallback too, as in ``ChatSLMRouter``); an assistant's ``ToolCallBlock``
+    blocks become its ``tool_calls`` (tool traffic also goes to the fallback); thinking blocks are dropped; other
+    block types raise :class:`~langchain_slm_router.errors.InvalidQueryError`.
     """
     out: list[BaseMessage] = []
     for message in messages:
@@ -260,26 +289,41 @@ class SLMRouterLLM(LLM):
         return self.router.display_name
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _route_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The router's per-call options among LlamaIndex's keyword arguments (others are ignored)."""
-        return {k: kwargs[k] for k in _ROUTE_KWARGS if kwargs.get(k) is not None}
+    def _contract(self, kwargs: dict[str, Any]) -> CallContract:
+        """The call's :class:`~langchain_slm_router.call.CallContract`: ``stop``, ``escalate``, ``fallback`` and
+        any other keyword argument as a call-time option (bound to the fallback, as ``ChatSLMRouter`` does)."""
+        options = {k: v for k, v in kwargs.items() if k not in (*_ROUTE_KWARGS, "stop", "formatted")}
+        return CallContract.of(self.router, stop=kwargs.get("stop"), options=options,
+                               escalate=kwargs.get("escalate"), fallback=kwargs.get("fallback"))
 
     @staticmethod
-    def _chat_response(result: RouteResult, delta: str | None = None) -> ChatResponse:
-        """The answer with its trace in ``raw`` and ``additional_kwargs``."""
+    def _chat_response(result: RouteResult, call: CallContract, delta: str | None = None) -> ChatResponse:
+        """The answer (cut at the call's stops; the fallback's tool calls as ``ToolCallBlock`` blocks) with its
+        trace in ``raw`` and ``additional_kwargs``."""
         trace = response_trace(result)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=result.answer), delta=delta,
+        blocks: list[Any] = [TextBlock(text=call.text(result))]
+        blocks += [ToolCallBlock(tool_name=c["name"], tool_kwargs=c.get("args") or {}, tool_call_id=c.get("id"))
+                   for c in call.tool_calls(result)]
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks), delta=delta,
                             raw=trace, additional_kwargs=trace)
 
     @classmethod
-    def _part_response(cls, text: str, part: StreamPart) -> ChatResponse | None:
-        """The stream response for one router part (``text``: the answer so far); the last one has the trace."""
-        if part.result is not None:
-            return cls._chat_response(part.result, delta=part.text)
-        if part.text:
-            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=part.text)
-        return None
+    def _on_part(cls, call: CallContract) -> Callable[[Any], ChatResponse | None]:
+        """Turns router stream parts into stream responses (the answer so far, cut at the call's stops); the last
+        one carries the trace. ``None``: nothing to send for that part."""
+        cutter = StopCutter(call.stops)
+        so_far: list[str] = []
+
+        def on_part(part: Any) -> ChatResponse | None:
+            delta = cutter.feed(part.text) if part.text else ""
+            if part.result is not None:
+                return cls._chat_response(part.result, call, delta=delta + cutter.flush())
+            if not delta:
+                return None
+            so_far.append(delta)
+            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content="".join(so_far)), delta=delta)
+
+        return on_part
 
     # ------------------------------------------------------------------ structured output
     @staticmethod
@@ -321,37 +365,33 @@ class SLMRouterLLM(LLM):
     # methods are derived from the undecorated ones with LlamaIndex's own helpers (as llama-index-llms-ollama and
     # -openai do), so that a completion fires completion events only and carries the same trace.
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = self.router.route(to_langchain_messages(messages), **self._route_kwargs(kwargs))
-        return self._chat_response(result)
+        call = self._contract(kwargs)
+        result = self.router.route(to_langchain_messages(messages), call.config, **call.route_kwargs())
+        return self._chat_response(result, call)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = await self.router.aroute(to_langchain_messages(messages), **self._route_kwargs(kwargs))
-        return self._chat_response(result)
+        call = self._contract(kwargs)
+        result = await self.router.aroute(to_langchain_messages(messages), call.config, **call.route_kwargs())
+        return self._chat_response(result, call)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        lc_messages = to_langchain_messages(messages)
-        route_kwargs = self._route_kwargs(kwargs)
+        lc_messages, call = to_langchain_messages(messages), self._contract(kwargs)
 
         def gen() -> ChatResponseGen:
-            text = ""
-            for part in self.router.stream(lc_messages, **route_kwargs):
-                text += part.text
-                response = self._part_response(text, part)
-                if response is not None:
+            on_part = self._on_part(call)
+            for part in self.router.stream(lc_messages, call.config, **call.route_kwargs()):
+                if (response := on_part(part)) is not None:
                     yield response
 
         return gen()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        lc_messages = to_langchain_messages(messages)
-        route_kwargs = self._route_kwargs(kwargs)
+        lc_messages, call = to_langchain_messages(messages), self._contract(kwargs)
 
         async def gen() -> AsyncIterator[ChatResponse]:
-            text = ""
-            async for part in self.router.astream(lc_messages, **route_kwargs):
-                text += part.text
-                response = self._part_response(text, part)
-                if response is not None:
+            on_part = self._on_part(call)
+            async for part in self.router.astream(lc_messages, call.config, **call.route_kwargs()):
+                if (response := on_part(part)) is not None:
                     yield response
 
         return gen()

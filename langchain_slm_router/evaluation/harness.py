@@ -29,6 +29,7 @@ from langchain_slm_router.evaluation.scoring import Score, score_answer
 from langchain_slm_router.gates import DEFAULT_THRESHOLD, GatePolicy
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.slm import SLMBackend
+from langchain_slm_router.trace import elapsed_ms
 
 #: Answer length (tokens) per data set, for the SLM (``max_new_tokens``) and the LLM (``num_predict``) alike:
 #: short answers for extractive / factoid sets, room for a few reasoning lines on GSM8K.
@@ -36,9 +37,6 @@ DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"squad_v2": 24, "nq_open": 24, "math":
 
 Record = dict[str, Any]
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 def _scored(item: EvalItem, text: str) -> dict[str, Any]:
@@ -113,7 +111,7 @@ class Harness:
     def run_math(self, item: EvalItem) -> tuple[dict[str, Any] | None, float]:
         start = time.perf_counter()
         answer = self.math_engine.solve(item.prompt)
-        elapsed = _ms(start)
+        elapsed = elapsed_ms(start)
         if answer is None:
             return None, elapsed
         return {"answer": answer.answer, "kind": answer.kind, "decimal": answer.decimal}, elapsed
@@ -127,12 +125,12 @@ class Harness:
                 gen = slm.generate([{"role": "user", "content": item.prompt}])
             except SLMRouterError as exc:  # e.g. QueryTooLongError: the router would escalate
                 return {"error": f"{type(exc).__name__}: {exc}", "text": "", "signals": None,
-                        "latency_ms": _ms(start), "finished": False}
+                        "latency_ms": elapsed_ms(start), "finished": False}
             return {"text": gen.text, "signals": gen.signals.model_dump(), "finished": gen.finished,
                     "input_tokens": gen.input_tokens, "output_tokens": gen.output_tokens,
                     "token_probs": [round(p, 6) for p in gen.token_probs],
                     "token_entropies": [round(h, 5) for h in gen.token_entropies],
-                    "latency_ms": _ms(start)}
+                    "latency_ms": elapsed_ms(start)}
 
         value, cached = self.cache.get_or_compute("slm", slm.model_name, item.prompt, self._slm_settings(slm),
                                                   compute)
@@ -147,7 +145,7 @@ class Harness:
             llm = self._llm_for(item)
             start = time.perf_counter()
             message = llm.invoke([HumanMessage(content=item.prompt)])
-            elapsed = _ms(start)
+            elapsed = elapsed_ms(start)
             usage = getattr(message, "usage_metadata", None) or {}
             text = message.text if hasattr(message, "text") else str(message)
             return {"text": text if isinstance(text, str) else str(text), "latency_ms": elapsed,

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,73 +20,14 @@ from pydantic import BaseModel
 
 from langchain_slm_router.evaluation.systems import Outcome, Record
 from langchain_slm_router.signals import HIGHER_IS_CONFIDENT
+from langchain_slm_router.statistics import (  # re-exported: the formulas live in the leaf module
+    auroc,
+    expected_calibration_error,
+    percentile,
+    precision_recall_f1,
+)
 
 SIGNALS = ("mean_prob", "min_prob", "mean_logprob", "mean_entropy", "length")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (``q`` in [0, 100]) of ``values``; NaN when empty."""
-    if not values:
-        return math.nan
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Area under the ROC curve of ``scores`` for ``labels`` (True = positive); ``None`` with one class only."""
-    if len(scores) != len(labels):
-        raise ValueError("scores and labels must have the same length")
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
-        return None
-    # rank-sum with average ranks for ties
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        avg = (i + j) / 2.0 + 1.0
-        for k in range(i, j + 1):
-            ranks[order[k]] = avg
-        i = j + 1
-    rank_pos = sum(r for r, y in zip(ranks, labels) if y)
-    return (rank_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg))
-
-
-def expected_calibration_error(probs: Sequence[float], labels: Sequence[Any], bins: int = 10) -> float:
-    """ECE: the sample-weighted mean |accuracy - confidence| over ``bins`` equal-width probability bins."""
-    n = len(probs)
-    if n == 0:
-        return 0.0
-    total = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        idx = [i for i, p in enumerate(probs) if (lo <= p < hi) or (b == bins - 1 and p == 1.0)]
-        if idx:
-            conf = sum(probs[i] for i in idx) / len(idx)
-            acc = sum(bool(labels[i]) for i in idx) / len(idx)
-            total += len(idx) / n * abs(acc - conf)
-    return total
-
-
-def precision_recall_f1(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple[float | None, float | None,
-                                                                                      float | None]:
-    """Precision, recall and F1 of ``predicted`` positives against ``actual`` ones (``None`` when undefined)."""
-    tp = sum(p and a for p, a in zip(predicted, actual))
-    fp = sum(p and not a for p, a in zip(predicted, actual))
-    fn = sum(a and not p for p, a in zip(predicted, actual))
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    if precision is None or recall is None:
-        f1 = None
-    else:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
 
 
 def signal_aurocs(records: Sequence[Record]) -> dict[str, float | None]:

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from langchain_slm_router.slm.base import SLMGeneration
+from langchain_slm_router.statistics import quantile
 
 FEATURE_NAMES: tuple[str, ...] = (
     "mean_prob",
@@ -53,18 +54,8 @@ _WORD = re.compile(r"\w+")
 _DIGIT = re.compile(r"\d")
 
 
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile of already sorted values (numpy's default method)."""
-    if not sorted_values:
-        return 0.0
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 def _words(text: str) -> list[str]:
-    from langchain_slm_router.evaluation.scoring import normalize_answer
+    from langchain_slm_router.text import normalize_answer
 
     return _WORD.findall(normalize_answer(text))
 
@@ -77,7 +68,7 @@ def gate_features(
     messages: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, float]:
     """The features of one SLM answer to ``messages`` (see the module docstring)."""
-    from langchain_slm_router.evaluation.scoring import is_abstention
+    from langchain_slm_router.text import is_abstention
 
     probs = [min(1.0, max(0.0, float(p))) for p in token_probs]
     n = len(probs)
@@ -94,9 +85,9 @@ def gate_features(
         "mean_entropy": max(0.0, sum(float(h) for h in token_entropies) / n) if n else 0.0,
         "mean_logprob": max(-30.0, sum(math.log(max(p, 1e-13)) for p in probs) / n) if n else -30.0,
         "log_length": math.log1p(n),
-        "q10_prob": _quantile(ordered, 0.10),
-        "q25_prob": _quantile(ordered, 0.25),
-        "q50_prob": _quantile(ordered, 0.50),
+        "q10_prob": quantile(ordered, 0.10, empty=0.0),
+        "q25_prob": quantile(ordered, 0.25, empty=0.0),
+        "q50_prob": quantile(ordered, 0.50, empty=0.0),
         "first_prob": probs[0] if n else 0.0,
         "finished": float(bool(finished)),
         "abstained": float(n > 0 and is_abstention(text)),

@@ -331,7 +331,7 @@ class LearnedGate(Gate):
                    info={**dict(info or {}), "n_rows": len(y), "n_right": int(y.sum()), "n_fit": len(y_fit),
                          "n_calibration": len(y_cal), "model": model, "calibration": calibration, "seed": seed})
         if len(y_cal):
-            from langchain_slm_router.evaluation.metrics import auroc, expected_calibration_error
+            from langchain_slm_router.statistics import auroc, expected_calibration_error
 
             p = [gate.p_correct(dict(zip(names, x))) for x in X_cal]
             gate = gate.model_copy(update={"info": {**gate.info, "calibration_split": {

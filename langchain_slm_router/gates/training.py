@@ -5,7 +5,8 @@ Two sources of (features, label) pairs:
 * **gold labels** — the evaluation harness's records (``slm-router eval --json``): label = the SLM's answer was
   scored correct. Queries the math engine answered are left out (the gate never sees them).
 * **agreement labels, no gold needed** — every escalated query already has the SLM's draft and the LLM's answer.
-  With ``SLMRouter(traffic_log="pairs.jsonl")`` the router appends one line per such query (:class:`TrafficLog`);
+  With ``SLMRouter(traffic_log="pairs.jsonl")`` the router appends one line per such query
+  (:class:`~langchain_slm_router.traffic.TrafficLog`);
   the label is :func:`agreement_label`: the two answers agree when their SQuAD-normalised texts match, or their
   token F1 is at least ``bar`` (default 0.5), or both abstain. The LLM stands in for the truth, so such a gate
   learns "would the LLM have said the same", which is what escalation buys.
@@ -19,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from langchain_slm_router.gates.features import gate_features
-from langchain_slm_router.slm.base import ChatMessageDict, SLMGeneration
+from langchain_slm_router.traffic import TrafficLog
 
 AGREEMENT_F1_BAR = 0.5
 """Token F1 at or above which the SLM's draft and the LLM's answer count as agreeing."""
@@ -34,35 +33,13 @@ AGREEMENT_F1_BAR = 0.5
 
 def agreement_label(slm_text: str, llm_text: str, bar: float = AGREEMENT_F1_BAR) -> bool:
     """Whether the SLM's draft agrees with the LLM's answer (normalised match, token F1 >= ``bar``, both abstain)."""
-    from langchain_slm_router.evaluation.scoring import clean_reply, is_abstention, normalize_answer, token_f1
+    from langchain_slm_router.text import clean_reply, is_abstention, normalize_answer, token_f1
 
     slm_abstains, llm_abstains = is_abstention(slm_text), is_abstention(llm_text)
     if slm_abstains or llm_abstains:
         return slm_abstains and llm_abstains
     a, b = clean_reply(slm_text), clean_reply(llm_text)
     return normalize_answer(a) == normalize_answer(b) or token_f1(a, b) >= bar
-
-
-class TrafficLog:
-    """Appends escalated (SLM draft, LLM answer) pairs to a JSONL file; safe to share between threads."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def append(self, messages: Sequence[ChatMessageDict], generation: SLMGeneration, llm_text: str) -> None:
-        line = json.dumps({
-            "time": time.time(),
-            "messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in messages],
-            "slm": {"text": generation.text, "token_probs": [round(p, 6) for p in generation.token_probs],
-                    "token_entropies": [round(h, 5) for h in generation.token_entropies],
-                    "finished": generation.finished, "early_exit": generation.early_exit},
-            "llm": {"text": llm_text},
-        }, ensure_ascii=False)
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

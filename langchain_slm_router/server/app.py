@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from langchain_slm_router import __version__
 from langchain_slm_router.errors import SLMRouterError
 from langchain_slm_router.router import SLMRouter
 from langchain_slm_router.server import ollama_api, openai_api
@@ -123,7 +124,7 @@ def create_app(router: SLMRouter, settings: ServerSettings | None = None, *,
                           x_api_key: str | None = Header(default=None)) -> None:
         service.check_key(authorization, x_api_key)
 
-    app = FastAPI(title="slm-router", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="slm-router", version=__version__, lifespan=lifespan,
                   description="The SLM router behind the OpenAI and Ollama HTTP protocols.")
     app.state.service = service
     app.state.started = time.time()

@@ -66,14 +66,15 @@ def build_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Build the router from the configuration and serve it until interrupted."""
-    from langchain_slm_router.errors import SLMRouterError
+    from langchain_slm_router.errors import ConfigError, SLMRouterError
     from langchain_slm_router.server.runner import serve
 
     try:
         router, settings = build_from_args(args)
-    except (SLMRouterError, ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except SLMRouterError:
+        raise  # typed: the command line's handler prints it
+    except (ValueError, TypeError) as exc:  # a configuration the router or the settings refuse
+        raise ConfigError(f"the serve configuration is invalid: {exc}".replace("\n", " ")) from exc
     auth = "API key required" if settings.api_key is not None else "no API key"
     print(f"slm-router serve: {router.display_name} at http://{settings.host}:{settings.port} "
           f"(OpenAI: /v1, Ollama: /api; {auth})", file=sys.stderr, flush=True)

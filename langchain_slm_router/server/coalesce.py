@@ -16,6 +16,7 @@ gate.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, Field, SerializeAsAny
 
 from langchain_slm_router.slm import EarlyExit, SLMBackend, SLMGeneration
-from langchain_slm_router.slm.base import ChatMessageDict
+from langchain_slm_router.slm.base import ChatMessageDict, run_cancellable
 
 
 @dataclass
@@ -103,7 +104,9 @@ class SLMBatcher:
         loop = asyncio.get_running_loop()
         start = loop.time()
         try:
-            gens = await asyncio.to_thread(items[0].backend.generate_batch, convs, early_exit=items[0].early_exit)
+            call = functools.partial(items[0].backend.generate_batch, convs, early_exit=items[0].early_exit)
+            # the batch stops between tokens once every request in it has gone (timeout, client left)
+            gens = await run_cancellable(call, gone=lambda: all(item.future.done() for item in items))
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
             for item in items:
                 if not item.future.done():

@@ -25,6 +25,7 @@ from langchain_slm_router.server.service import (
     StopCutter,
     bound_fallback,
     cut_at_stop,
+    finish_reason,
     normalize_stop,
     parse_body,
     trace_headers,
@@ -114,12 +115,9 @@ def _stops(stop: Any, options: dict[str, Any] | None) -> list[str]:
 
 def _stats(result: RouteResult | None, started: float, stopped: bool, router: SLMRouter) -> dict[str, Any]:
     total = int((time.perf_counter() - started) * 1e9)
-    done_reason = "stop"
-    if result is not None and not stopped and result.stage == "slm" and router.slm is not None and \
-            int(result.usage.get("slm_output_tokens", 0)) >= router.slm.max_new_tokens:
-        done_reason = "length"
     stats: dict[str, Any] = {
-        "done": True, "done_reason": done_reason, "total_duration": total, "load_duration": 0,
+        "done": True, "done_reason": finish_reason(result, router, stopped), "total_duration": total,
+        "load_duration": 0,
         "prompt_eval_count": result.input_tokens if result else 0, "prompt_eval_duration": 0,
         "eval_count": result.output_tokens if result else 0, "eval_duration": total,
     }
@@ -156,12 +154,7 @@ async def _answer(request: Request, model: str, messages: list[dict[str, Any]], 
         return JSONResponse(record(text, **_stats(result, started, stopped, routed)),
                             headers=trace_headers(result, routed))
 
-    await service.acquire()
-    try:
-        start = await service.start_stream(routed, messages, fallback)
-    except BaseException:
-        service.release()
-        raise
+    start = await service.open_stream(routed, messages, fallback, "ollama")
 
     async def lines() -> AsyncIterator[bytes]:
         cutter = StopCutter(stops)
@@ -190,13 +183,10 @@ async def _answer(request: Request, model: str, messages: list[dict[str, Any]], 
         except Exception as exc:  # noqa: BLE001 - after the headers, an error is a record (as Ollama does)
             service.metrics.observe_error(exc)
             yield _line({"error": public_message(exc), "status": http_status(exc)})
-        finally:
-            await start.rest.aclose()
-            service.release()
-            service.metrics.request_latency.labels("ollama").observe(time.perf_counter() - started)
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson",
-                             headers=trace_headers(start.result, routed, escalated=start.escalated))
+    return service.stream_response(start, StreamingResponse(
+        lines(), media_type="application/x-ndjson",
+        headers=trace_headers(start.result, routed, escalated=start.escalated)))
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -25,6 +25,7 @@ from langchain_slm_router.server.service import (
     StopCutter,
     bound_fallback,
     cut_at_stop,
+    finish_reason,
     normalize_stop,
     parse_body,
     trace_headers,
@@ -73,19 +74,6 @@ def openai_error(status: int, message: str, code: str | None = None) -> dict[str
 
 def _service(request: Request) -> RouterService:
     return request.app.state.service
-
-
-def _finish_reason(result: RouteResult, router: SLMRouter, stopped: bool) -> str:
-    if stopped:
-        return "stop"
-    if result.stage == "slm" and router.slm is not None and \
-            int(result.usage.get("slm_output_tokens", 0)) >= router.slm.max_new_tokens:
-        return "length"
-    if result.stage == "llm" and result.llm_message is not None:
-        meta = getattr(result.llm_message, "response_metadata", {}) or {}
-        if meta.get("done_reason") == "length" or meta.get("finish_reason") == "length":
-            return "length"
-    return "stop"
 
 
 def _usage(result: RouteResult) -> dict[str, int]:
@@ -137,17 +125,12 @@ async def chat_completions(request: Request) -> Any:
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": _finish_reason(result, routed, stopped)}],
+                         "logprobs": None, "finish_reason": finish_reason(result, routed, stopped)}],
             "usage": _usage(result),
             "slm_router": result.trace(),
         }, headers=trace_headers(result, routed))
 
-    await service.acquire()
-    try:
-        start = await service.start_stream(routed, body.messages, fallback)
-    except BaseException:
-        service.release()
-        raise
+    start = await service.open_stream(routed, body.messages, fallback, "openai")
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -183,7 +166,7 @@ async def chat_completions(request: Request) -> Any:
                 return
             if start.result is None:
                 service.observe(result)
-            yield chunk({}, _finish_reason(result, routed, cutter.hit), slm_router=result.trace())
+            yield chunk({}, finish_reason(result, routed, cutter.hit), slm_router=result.trace())
             if include_usage:
                 yield json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created,
                                   "model": body.model, "system_fingerprint": None, "choices": [],
@@ -192,15 +175,11 @@ async def chat_completions(request: Request) -> Any:
         except Exception as exc:  # noqa: BLE001 - after the headers, an error is an SSE event
             service.metrics.observe_error(exc)
             yield json.dumps(openai_error(http_status(exc), public_message(exc)))
-        finally:
-            await start.rest.aclose()
-            service.release()
-            service.metrics.request_latency.labels("openai").observe(time.perf_counter() - start.started)
 
-    return EventSourceResponse(
+    return service.stream_response(start, EventSourceResponse(
         events(), headers=trace_headers(start.result, routed, escalated=start.escalated), ping=15,
         sep="\n", shutdown_grace_period=service.settings.graceful_timeout_s,
-    )
+    ))
 
 
 __all__ = ["ChatCompletionRequest", "openai_error", "router"]

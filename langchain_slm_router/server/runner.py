@@ -60,8 +60,12 @@ class RouterServer:
         # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets (else each response waits ~40 ms for a
         # delayed ACK between its header and body segments)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.settings.host, self.settings.port))
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((self.settings.host, self.settings.port))
+        except BaseException:
+            self._sock.close()
+            raise
         self.port = self._sock.getsockname()[1]
         self._server = _Server(_config(self.app, self.settings), self.service)
         self._thread: threading.Thread | None = None
@@ -75,19 +79,31 @@ class RouterServer:
         return f"{self.base_url}/v1"
 
     def start(self, timeout: float = 300.0) -> RouterServer:
-        """Start serving; returns once the models are loaded and the port accepts requests."""
+        """Start serving; returns once the models are loaded and the port accepts requests.
+
+        Raises:
+            SLMRouterError: the models could not be loaded (e.g. :class:`~langchain_slm_router.errors.ModelLoadError`).
+            RuntimeError: the server did not start within ``timeout`` seconds.
+            In both cases the thread is stopped and the socket closed.
+        """
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="slm-router-server", daemon=True)
             self._thread.start()
             deadline = time.monotonic() + timeout
             while not (self._server.started and self.service.ready):
                 if not self._thread.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError("the slm-router server did not start")
+                    self.stop(timeout=5.0)
+                    if self.service.load_error is not None:
+                        raise self.service.load_error
+                    raise RuntimeError(f"the slm-router server did not start within {timeout:g} s")
                 time.sleep(0.02)
         return self
 
     def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except SystemExit:  # uvicorn exits when the app's startup fails; start() raises the reason
+            pass
 
     def stop(self, timeout: float | None = None) -> None:
         """Graceful shutdown: refuse new requests, let accepted ones finish, then stop."""

@@ -8,12 +8,16 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from langchain_slm_router.errors import SLMRouterError
 from langchain_slm_router.router import SLMRouter, StreamPart
@@ -28,6 +32,7 @@ from langchain_slm_router.server.errors import (
 )
 from langchain_slm_router.server.metrics import ServerMetrics
 from langchain_slm_router.server.settings import ServerSettings
+from langchain_slm_router.stops import StopCutter, cut_at_stop, normalize_stop  # re-exported for the protocols
 from langchain_slm_router.trace import RouteResult
 
 _THRESHOLD_TAG = re.compile(r"^threshold-(\d*\.?\d+)$")
@@ -61,6 +66,34 @@ class StreamStart:
     escalated: bool = False
     """True when the answer is the fallback's, streaming (the trace comes with the last part)."""
     started: float = field(default_factory=time.perf_counter)
+    protocol: str = ""
+    """``"openai"`` or ``"ollama"``: the label of the request-latency metric."""
+
+
+class LeasedResponse(Response):
+    """A streaming response that ends its stream's lease however the response ends: the routing slot is
+    returned, the rest of the router's stream closed and the latency observed, also when the client left before
+    the first byte (the body generator then never starts, so its own ``finally`` would never run)."""
+
+    def __init__(self, inner: Response, on_close: Callable[[], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.on_close = on_close
+        self.status_code = inner.status_code
+        self.raw_headers = inner.raw_headers
+
+    @property  # type: ignore[override]
+    def background(self) -> BackgroundTask | None:  # FastAPI sets the request's background tasks here
+        return self.inner.background
+
+    @background.setter
+    def background(self, value: BackgroundTask | None) -> None:
+        self.inner.background = value
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await self.on_close()
 
 
 class RouterService:
@@ -92,12 +125,18 @@ class RouterService:
         """True once shutdown began: new requests get 503, in-flight ones finish."""
         self.accepted = 0
         """Requests admitted to a routing slot or its queue (each gets an answer or an error status)."""
+        self.load_error: BaseException | None = None
+        """Why :meth:`load` failed, when it did (the server then does not start)."""
 
     # ------------------------------------------------------------------ startup
     def load(self) -> None:
         """Load the SLM (blocking; call in a worker thread), then mark the service ready."""
-        if self.router.slm is not None:
-            self.router.slm.load()
+        try:
+            if self.router.slm is not None:
+                self.router.slm.load()
+        except BaseException as exc:
+            self.load_error = exc
+            raise
         self.ready = True
 
     # ------------------------------------------------------------------ auth
@@ -216,6 +255,35 @@ class RouterService:
         self.observe(result)
         return result
 
+    async def open_stream(self, router: SLMRouter, messages: Sequence[Any], fallback: Any | None,
+                          protocol: str) -> StreamStart:
+        """Take a routing slot and start the stream (:meth:`start_stream`); the slot is returned at once when the
+        start fails, else by :meth:`stream_response`'s response when it ends."""
+        await self.acquire()
+        try:
+            start = await self.start_stream(router, messages, fallback)
+        except BaseException:
+            self.release()
+            raise
+        start.protocol = protocol
+        return start
+
+    def stream_response(self, start: StreamStart, response: Response) -> LeasedResponse:
+        """``response`` (streaming ``start``) that returns the slot of :meth:`open_stream` however it ends."""
+        released = False
+
+        async def close() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self.release()
+            self.metrics.request_latency.labels(start.protocol).observe(time.perf_counter() - start.started)
+            with anyio.CancelScope(shield=True):  # the response may end by cancellation (client gone)
+                await start.rest.aclose()
+
+        return LeasedResponse(response, close)
+
     async def start_stream(self, router: SLMRouter, messages: Sequence[Any], fallback: Any | None = None) -> StreamStart:
         """Start streaming one answer: run until the first byte can be sent (the whole answer for local stages,
         the fallback's first chunk when escalated), within ``request_timeout_s``."""
@@ -290,56 +358,24 @@ def trace_headers(result: RouteResult | None, router: SLMRouter, *, escalated: b
     return headers
 
 
+def finish_reason(result: RouteResult | None, router: SLMRouter, stopped: bool) -> str:
+    """``"length"`` when the answer was cut by a token bound (the SLM's ``max_new_tokens``, or the fallback said
+    so), else ``"stop"`` (a stop sequence cut it, or the model ended it): OpenAI's ``finish_reason`` and Ollama's
+    ``done_reason``."""
+    if stopped or result is None:
+        return "stop"
+    if result.stage == "slm" and router.slm is not None and \
+            int(result.usage.get("slm_output_tokens", 0)) >= router.slm.max_new_tokens:
+        return "length"
+    if result.stage == "llm" and result.llm_message is not None:
+        meta = getattr(result.llm_message, "response_metadata", {}) or {}
+        if meta.get("done_reason") == "length" or meta.get("finish_reason") == "length":
+            return "length"
+    return "stop"
+
+
 def _header_safe(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")[:300]
-
-
-class StopCutter:
-    """Cuts streamed text at the first stop sequence, holding back what could be the start of one."""
-
-    def __init__(self, stops: Sequence[str] | None) -> None:
-        self.stops = [s for s in (stops or []) if s]
-        self.buffer = ""
-        self.hit = False
-
-    def feed(self, text: str) -> str:
-        """The text that can be sent now."""
-        if self.hit:
-            return ""
-        if not self.stops:
-            return text
-        self.buffer += text
-        found = [i for i in (self.buffer.find(s) for s in self.stops) if i != -1]
-        if found:
-            out, self.buffer, self.hit = self.buffer[: min(found)], "", True
-            return out
-        keep = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.buffer)), 0, -1):
-                if self.buffer.endswith(stop[:n]):
-                    keep = max(keep, n)
-                    break
-        out = self.buffer[: len(self.buffer) - keep]
-        self.buffer = self.buffer[len(self.buffer) - keep:]
-        return out
-
-    def flush(self) -> str:
-        """What is held back, at the end of the answer."""
-        out, self.buffer = ("" if self.hit else self.buffer), ""
-        return out
-
-
-def cut_at_stop(text: str, stops: Sequence[str] | None) -> tuple[str, bool]:
-    """``text`` up to its first stop sequence, and whether one was found."""
-    cutter = StopCutter(stops)
-    out = cutter.feed(text) + cutter.flush()
-    return out, cutter.hit
-
-
-def normalize_stop(stop: str | Sequence[str] | None) -> list[str]:
-    if stop is None:
-        return []
-    return [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)]
 
 
 def bound_fallback(router: SLMRouter, stops: Sequence[str]) -> Any | None:
@@ -350,12 +386,14 @@ def bound_fallback(router: SLMRouter, stops: Sequence[str]) -> Any | None:
 
 
 __all__ = [
+    "LeasedResponse",
     "RouteOptions",
     "RouterService",
     "StopCutter",
     "StreamStart",
     "bound_fallback",
     "cut_at_stop",
+    "finish_reason",
     "normalize_stop",
     "parse_body",
     "trace_headers",

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from langchain_slm_router.errors import InvalidQueryError
+from langchain_slm_router.errors import ConfigError
 
 API_KEY_ENV = "SLM_ROUTER_API_KEY"
 """Environment variable read for the API key when ``--api-key`` is not given."""
@@ -87,14 +87,14 @@ class ServeConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> ServeConfig:
-        """Read a JSON configuration file (``None``: the defaults); a bad file is an :class:`InvalidQueryError`."""
+        """Read a JSON configuration file (``None``: the defaults); a bad file is a :class:`ConfigError`."""
         if path is None:
             return cls()
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             return cls.model_validate(data)
         except (OSError, ValueError, ValidationError) as exc:
-            raise InvalidQueryError(f"cannot read the server configuration {path}: {exc}") from exc
+            raise ConfigError(f"cannot read the server configuration {path}: {exc}; fix the file (docs/server.md shows its keys) or leave out --config") from exc
 
     def build_router(self) -> Any:
         """The :class:`~langchain_slm_router.router.SLMRouter` this configuration describes."""

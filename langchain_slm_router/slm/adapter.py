@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_slm_router.errors import ModelLoadError
+from langchain_slm_router.weights import sha256_of
 
 #: The name of the adapter shipped in the package.
 SHIPPED_ADAPTER = "nanoqa"
@@ -87,8 +88,6 @@ def check_base(path: Path, base_file: Path | None) -> None:
     want = card.get("base_model_sha256")
     if not want or base_file is None or not base_file.is_file():
         return
-    from langchain_slm_router.training.trainer import sha256_of
-
     got = sha256_of(base_file)
     if got != want:
         raise ModelLoadError(

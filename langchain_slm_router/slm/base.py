@@ -17,12 +17,16 @@ Backends are registered by name in :data:`SLM_BACKENDS` (RouteLLM's pattern: one
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langchain_slm_router.errors import QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
 
 ChatMessageDict = Mapping[str, str]
@@ -36,6 +40,33 @@ EarlyExit = Callable[[Sequence[float], int], bool]
 A backend that supports early exit calls it after each generated token and stops that answer when it returns
 True (the generation is then marked ``early_exit``). Backends that cannot stop mid-answer may ignore it.
 """
+
+
+_CANCEL: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("slm_cancel", default=None)
+
+
+def cancelled() -> bool:
+    """True when the async caller of this (worker-thread) generation has gone (cancelled, timed out).
+
+    A backend checks it between tokens and stops: the thread and the model's lock are then returned at once
+    instead of after a whole answer nobody reads.
+    """
+    gone = _CANCEL.get()
+    return gone is not None and gone()
+
+
+async def run_cancellable(call: Callable[[], Any], gone: Callable[[], bool] | None = None) -> Any:
+    """``call()`` in a worker thread, where :func:`cancelled` turns True once the awaiting task is cancelled (or
+    ``gone()`` is True: e.g. every caller of a shared batch left), so that the backend stops early."""
+    event = threading.Event()
+    context = contextvars.copy_context()
+    context.run(_CANCEL.set, (lambda: event.is_set() or gone()) if gone is not None else event.is_set)
+    future = asyncio.get_running_loop().run_in_executor(None, context.run, call)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        event.set()
+        raise
 
 
 class SLMGeneration(BaseModel):
@@ -92,8 +123,9 @@ class SLMBackend(BaseModel, ABC):
     async def agenerate_batch(
         self, conversations: Sequence[Sequence[ChatMessageDict]], *, early_exit: EarlyExit | None = None
     ) -> list[SLMGeneration | Exception]:
-        """Async :meth:`generate_batch` (default: in a worker thread)."""
-        return await asyncio.to_thread(self.generate_batch, conversations, early_exit=early_exit)
+        """Async :meth:`generate_batch` (default: in a worker thread, which stops between tokens when the caller is
+        cancelled, for backends that check :func:`cancelled`)."""
+        return await run_cancellable(functools.partial(self.generate_batch, conversations, early_exit=early_exit))
 
     @abstractmethod
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
@@ -110,12 +142,45 @@ class SLMBackend(BaseModel, ABC):
         """Load weights or open connections ahead of the first query (default: nothing to do)."""
         return None
 
+    def fit_prompt(self, ids: list[int], limit: int, *, estimated: bool = False) -> tuple[list[int], bool]:
+        """The overflow rule on a prompt's token ids: ``ids`` within ``limit`` as they are; longer, cut in the
+        middle (``"truncate"``: the start with the system prompt and the end with the question are kept), else a
+        :class:`~langchain_slm_router.errors.QueryTooLongError`. Returns the ids and whether they were cut."""
+        if len(ids) <= limit:
+            return ids, False
+        self.check_overflow(len(ids), limit, estimated=estimated)
+        return cut_middle(ids, limit), True
+
+    def check_overflow(self, n_tokens: int, limit: int, *, estimated: bool = False) -> None:
+        """Raise the :class:`~langchain_slm_router.errors.QueryTooLongError` of a prompt of ``n_tokens`` over
+        ``limit``, unless ``overflow="truncate"``."""
+        if n_tokens > limit and self.overflow != "truncate":
+            raise QueryTooLongError(
+                f"The prompt is {n_tokens} tokens{' (estimated)' if estimated else ''}; the SLM accepts at most "
+                f"{limit} (max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
+                "max_input_tokens."
+            )
+
     def with_system(self, messages: Sequence[ChatMessageDict]) -> list[dict[str, str]]:
         """The messages as plain dicts, with :attr:`system_prompt` first when they have no system message."""
         msgs = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
         if self.system_prompt and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": self.system_prompt})
         return msgs
+
+
+def cut_middle(seq: Any, keep: int, marker: Any = None) -> Any:
+    """``seq`` (token ids or text) cut to ``keep`` items by dropping its middle: a quarter from the start, the
+    rest from the end (the question is at the end); ``marker`` (e.g. ``" … "``) marks the cut."""
+    head = keep // 4
+    tail = seq[len(seq) - (keep - head):] if keep > head else seq[:0]
+    return seq[:head] + (marker if marker is not None else seq[:0]) + tail
+
+
+def plain_prompt(messages: Sequence[ChatMessageDict], add_generation_prompt: bool = True) -> str:
+    """The prompt of a model without a chat template: ``role: content`` lines, then ``assistant: ``."""
+    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+    return text + "assistant: " if add_generation_prompt else text
 
 
 SLM_BACKENDS: dict[str, type[SLMBackend]] = {}
@@ -146,6 +211,10 @@ __all__ = [
     "Overflow",
     "SLMBackend",
     "SLMGeneration",
+    "cancelled",
+    "cut_middle",
     "make_backend",
+    "plain_prompt",
     "register_backend",
+    "run_cancellable",
 ]

@@ -72,8 +72,11 @@ from langchain_slm_router.slm.base import (
     EarlyExit,
     SLMBackend,
     SLMGeneration,
+    cut_middle,
+    plain_prompt,
     register_backend,
 )
+from langchain_slm_router.trace import elapsed_ms
 
 CHAT_MODEL_PROVIDERS = {"ollama": ("langchain_ollama", "ChatOllama"), "openai": ("langchain_openai", "ChatOpenAI")}
 """Chat models a configuration file can name: ``{"provider": "ollama" | "openai", **the model's settings}``."""
@@ -208,7 +211,7 @@ class ChatModelSLM(SLMBackend):
         return getattr(importlib.import_module(module), name)(**spec)
 
     _models: dict[tuple[int, float | None], Any] = PrivateAttr(default_factory=dict)
-    _loop_model: tuple[Any, tuple[int, float | None], Any] | None = PrivateAttr(default=None)
+    _loop_model: tuple[Any, tuple[int, float | None], Any, list[Any]] | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:
         """Check that the chat model is asked for logprobs."""
@@ -236,22 +239,24 @@ class ChatModelSLM(SLMBackend):
             model = self._models[key] = self._configured(self.chat_model)
         return model
 
-    def _async_model(self) -> Any:
+    async def _async_model(self) -> Any:
         """The configured chat model for the running event loop.
 
         A chat model's async HTTP client keeps connections bound to the event loop that opened them, so a second
         ``asyncio.run`` (LlamaIndex's sync wrappers start one per call) would fail on them, and ChatOpenAI shares one
         cached async client per process: each event loop gets its own copy of the chat model with fresh clients,
-        built from the same settings.
+        built from the same settings. The copy of the previous loop is closed (its HTTP clients) when replaced.
         """
         loop = asyncio.get_running_loop()
         key = (self.max_new_tokens, self.temperature)
         cached = self._loop_model
         if cached is not None and cached[0]() is loop and cached[1] == key:
             return cached[2]
-        model = self._configured(_with_fresh_clients(self.chat_model))
-        self._loop_model = (weakref.ref(loop), key, model)
-        return model
+        fresh, owned = _with_fresh_clients(self.chat_model)
+        self._loop_model = (weakref.ref(loop), key, self._configured(fresh), owned)
+        if cached is not None:
+            await _close_clients(cached[3])
+        return self._loop_model[2]
 
     def _configured(self, model: Any) -> Any:
         fields = getattr(type(model), "model_fields", None)
@@ -284,7 +289,7 @@ class ChatModelSLM(SLMBackend):
         if getattr(tok, "chat_template", None):
             text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         else:
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs)
+            text = plain_prompt(msgs, add_generation_prompt=False)
         if callable(getattr(tok, "encode", None)):
             return len(tok.encode(text, add_special_tokens=False))
         return len(tok(text))
@@ -299,19 +304,13 @@ class ChatModelSLM(SLMBackend):
         n = self.count_tokens(msgs)
         if n <= self.max_input_tokens:
             return msgs, n, False
-        if self.overflow != "truncate":
-            raise QueryTooLongError(
-                f"The prompt is {n} tokens{'' if self.tokenizer is not None else ' (estimated)'}; the SLM accepts "
-                f"at most {self.max_input_tokens} (max_input_tokens). Set overflow='truncate' to cut it, or raise "
-                "max_input_tokens."
-            )
+        self.check_overflow(n, self.max_input_tokens, estimated=self.tokenizer is None)
         for _ in range(8):  # cut the middle of the longest message until the prompt fits
             longest = max(range(len(msgs)), key=lambda i: len(msgs[i]["content"]))
             content = msgs[longest]["content"]
             excess_chars = int((n - self.max_input_tokens) * len(content) / max(1, self.count_tokens([msgs[longest]])))
             keep = max(0, len(content) - excess_chars - 16)
-            head = keep // 4
-            cut = content[:head] + " … " + content[len(content) - (keep - head):]
+            cut = cut_middle(content, keep, " … ")
             msgs[longest] = {**msgs[longest], "content": cut}
             n = self.count_tokens(msgs)
             if n <= self.max_input_tokens:
@@ -358,7 +357,7 @@ class ChatModelSLM(SLMBackend):
                     return await self._astream_one(p, early_exit)
                 started = time.perf_counter()
                 try:
-                    reply: Any = await self._async_model().ainvoke(p[0])
+                    reply: Any = await (await self._async_model()).ainvoke(p[0])
                 except Exception as exc:  # noqa: BLE001 - classified by _finish
                     reply = exc
                 return self._finish(p, reply, (time.perf_counter() - started) * 1000.0)
@@ -411,12 +410,12 @@ class ChatModelSLM(SLMBackend):
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # hang up: the engine stops generating this answer
-        return self._finish(prepared, merged if merged is not None else _empty(), _ms(started), early_exit=cut)
+        return self._finish(prepared, merged if merged is not None else _empty(), elapsed_ms(started), early_exit=cut)
 
     async def _astream_one(self, prepared: tuple[list[dict[str, str]], int, bool], stop: EarlyExit) -> Any:
         started = time.perf_counter()
         merged, cut = None, False
-        stream = self._async_model().astream(prepared[0])
+        stream = (await self._async_model()).astream(prepared[0])
         try:
             async for chunk in stream:
                 merged = chunk if merged is None else merged + chunk
@@ -427,7 +426,7 @@ class ChatModelSLM(SLMBackend):
             return self._finish(prepared, exc, 0.0)
         finally:
             await stream.aclose()
-        return self._finish(prepared, merged if merged is not None else _empty(), _ms(started), early_exit=cut)
+        return self._finish(prepared, merged if merged is not None else _empty(), elapsed_ms(started), early_exit=cut)
 
     def _should_stop(self, merged: Any, stop: EarlyExit) -> bool:
         entries = parse_logprobs(getattr(merged, "response_metadata", None) or {}) or []
@@ -467,25 +466,50 @@ CLIENT_FIELDS = ("client", "async_client", "root_client", "root_async_client")
 """Fields in which chat models (ChatOpenAI) keep their HTTP clients; a rebuilt copy makes its own."""
 
 
-def _with_fresh_clients(model: Any) -> Any:
-    """A copy of ``model`` built again from its settings, so it opens its own HTTP clients (the model itself when
-    it cannot be rebuilt, e.g. a ``bind``-wrapped model)."""
+def _with_fresh_clients(model: Any) -> tuple[Any, list[Any]]:
+    """A copy of ``model`` built again from its settings, so it opens its own HTTP clients, and the clients that
+    copy owns (to close with :func:`_close_clients` when it is replaced). A model that cannot be rebuilt (a
+    ``bind``-wrapped model, one whose fields do not build it again) is used as it is, with a warning when the
+    rebuild failed: its async connections may be bound to another event loop."""
     fields = getattr(type(model), "model_fields", None)
     if not fields:
-        return model
+        return model, []
     settings = {name: getattr(model, name) for name in fields if name not in CLIENT_FIELDS}
+    made: list[Any] = []
     if "http_async_client" in fields and settings.get("http_async_client") is None:
         import httpx  # ChatOpenAI would otherwise reuse its process-wide cached async client (bound to the old loop)
 
-        settings["http_async_client"] = httpx.AsyncClient()
+        # no idle pooled connections: none is left bound to a loop that has ended when this copy is replaced
+        settings["http_async_client"] = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+        made.append(settings["http_async_client"])
     try:
-        return type(model)(**settings)
-    except Exception:  # noqa: BLE001 - a model that cannot be rebuilt from its fields is used as it is
-        return model
+        fresh = type(model)(**settings)
+    except Exception as exc:  # noqa: BLE001 - any validation error of a third-party model
+        import warnings
+
+        warnings.warn(f"ChatModelSLM could not rebuild {type(model).__name__} with fresh HTTP clients for this event "
+                      f"loop ({type(exc).__name__}: {exc}); the shared model is used, and its pooled async "
+                      "connections may belong to another event loop.", RuntimeWarning, stacklevel=3)
+        return model, []
+    for name in ("_client", "_async_client"):  # ChatOllama's own ollama clients, each wrapping an httpx client
+        inner = getattr(getattr(fresh, name, None), "_client", None)
+        if inner is not None and inner not in made:
+            made.append(inner)
+    return fresh, made
 
 
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
+async def _close_clients(clients: list[Any]) -> None:
+    """Close HTTP clients of a replaced per-loop model (sync ones with ``close``, async ones with ``aclose``);
+    a connection bound to an ended loop cannot be closed cleanly and is dropped."""
+    for client in clients:
+        try:
+            if hasattr(client, "aclose"):
+                await client.aclose()
+            else:
+                client.close()
+        except Exception:  # noqa: BLE001, S110 - its loop has ended; nothing more can be released
+            pass
+
 
 
 def _empty() -> Any:

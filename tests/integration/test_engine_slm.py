@@ -242,6 +242,40 @@ def test_async_batches_work_across_event_loops(engine: OllamaProtocolServer, pro
         assert all(isinstance(g, SLMGeneration) for g in out), out
 
 
+@pytest.mark.parametrize("protocol", ["ollama", "openai"])
+def test_the_clients_of_an_ended_event_loop_are_closed(engine: OllamaProtocolServer, protocol: str) -> None:
+    import asyncio
+
+    model = chat_ollama(engine.base_url) if protocol == "ollama" else chat_openai(engine.openai_base_url)
+    slm = ChatModelSLM(chat_model=model, max_new_tokens=4)
+    owned: list[list[Any]] = []
+    for _ in range(3):
+        assert isinstance(asyncio.run(slm.agenerate_batch([PARIS]))[0], SLMGeneration)
+        owned.append(slm._loop_model[3])
+    assert all(owned), "the per-loop copies own no HTTP clients"
+    for clients in owned[:-1]:  # the copies of the loops that ended
+        assert all(client.is_closed for client in clients)
+    assert not all(client.is_closed for client in owned[-1])  # the current loop's copy is still usable
+
+
+def test_a_chat_model_that_cannot_be_rebuilt_is_not_reused_silently(engine: OllamaProtocolServer) -> None:
+    import asyncio
+
+    from langchain_ollama import ChatOllama
+
+    class Unrebuildable(ChatOllama):
+        def __init__(self, **kwargs: Any) -> None:
+            if kwargs.pop("_first", False) is not True:
+                raise TypeError("this model is built once")
+            super().__init__(**kwargs)
+
+    model = Unrebuildable(_first=True, model="smollm2", base_url=engine.base_url, logprobs=True, top_logprobs=3)
+    slm = ChatModelSLM(chat_model=model, max_new_tokens=4)
+    with pytest.warns(RuntimeWarning, match="could not rebuild Unrebuildable"):
+        out = asyncio.run(slm.agenerate_batch([PARIS]))
+    assert isinstance(out[0], SLMGeneration)
+
+
 # ------------------------------------------------------------------------------------------ errors
 def test_a_model_not_asked_for_logprobs_is_refused_at_construction(engine: OllamaProtocolServer) -> None:
     with pytest.raises(LogprobsUnavailableError, match="logprobs=True"):

@@ -108,13 +108,15 @@ def test_second_run_is_served_from_cache_and_calibrate_agrees(run_dir, data_dir:
     assert "SLMRouter().with_options(threshold=" in calibration_md and "\n### " in calibration_md
 
 
-def test_bad_arguments_fail_clearly(data_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="unknown data set"):
-        main(["eval", "--data-dir", str(data_dir), "--datasets", "imagenet", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not found"):
-        main(["eval", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
+def test_bad_arguments_fail_clearly(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def fails(argv: list[str], match: str) -> None:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ConfigError: ") and match in err and err.count("\n") == 1, err
+
+    fails(["eval", "--data-dir", str(data_dir), "--datasets", "imagenet", "--out", str(tmp_path)], "unknown data set")
+    fails(["eval", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path)], "not found")
+    with pytest.raises(SystemExit):  # argparse's own usage error
         main(["eval", "--target-llm-share", "0.3", "--target-quality", "0.9"])
-    with pytest.raises(SystemExit, match="--adapter needs --slm-engine local"):
-        main(["eval", "--data-dir", str(data_dir), "--datasets", "nq_open", "--limit", "1", "--slm-engine",
-              "llamacpp", "--adapter", "nanoqa", "--out", str(tmp_path), "--no-cache"])
+    fails(["eval", "--data-dir", str(data_dir), "--datasets", "nq_open", "--limit", "1", "--slm-engine",
+           "llamacpp", "--adapter", "nanoqa", "--out", str(tmp_path), "--no-cache"], "--adapter needs --slm-engine")

@@ -86,9 +86,11 @@ def test_tool_calls_and_results_become_langchain_tool_traffic() -> None:
     assert raw.tool_calls[0]["args"] == {"x": 1} and raw.tool_calls[0]["id"] == "call_0"
 
 
-def test_unsupported_input_raises_typed_errors() -> None:
-    with pytest.raises(InvalidQueryError, match="audio"):
-        to_langchain_messages([ChatMessage(role="user", blocks=[AudioBlock(audio=b"RIFF....", format="wav")])])
+def test_audio_goes_to_the_fallback_and_unsupported_input_raises_typed_errors() -> None:
+    (msg,) = to_langchain_messages([ChatMessage(role="user", blocks=[
+        TextBlock(text="What is said here?"), AudioBlock(audio=b"RIFF....", format="wav")])])
+    assert [b["type"] for b in msg.content] == ["text", "audio"]  # as ChatSLMRouter gets it: escalated
+    assert not Conversation([msg]).local_ok
     with pytest.raises(InvalidQueryError, match="ChatMessage"):
         to_langchain_messages(["not a message"])  # type: ignore[list-item]
 
@@ -137,12 +139,6 @@ def test_response_trace_has_llama_index_token_keys() -> None:
 def test_structured_output_is_escalated_unless_the_caller_says_otherwise() -> None:
     assert SLMRouterLLM._escalated(None) == {"escalate": "structured output"}
     assert SLMRouterLLM._escalated({"escalate": "json", "fallback": "x"}) == {"escalate": "json", "fallback": "x"}
-
-
-def test_only_router_options_are_passed_per_call() -> None:
-    assert SLMRouterLLM._route_kwargs({"formatted": True, "escalate": "tools", "fallback": None, "x": 1}) == {
-        "escalate": "tools"
-    }
 
 
 def test_tools_describe_themselves_and_math_tool_is_exact() -> None:
