@@ -33,6 +33,7 @@ are ``None``; ``estimate_basis`` says so. The baseline model is the fallback mod
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections import Counter
@@ -186,6 +187,31 @@ class RouterStats(BaseModel):
     """Cost and time saved against always-LLM: an estimate (see ``savings.method``)."""
 
 
+    def summary(self) -> str:
+        """The totals as plain-text tables (what ``slm-router stats`` prints)."""
+        lines = [f"queries: {self.queries} ({self.answered} answered, {sum(self.failed.values())} failed)"]
+        lines.append(f"{'stage':<10}{'answers':>9}{'share':>8}{'time s':>10}")
+        for stage, n in sorted(self.by_stage.items(), key=lambda kv: -kv[1]):
+            share = n / self.answered if self.answered else 0.0
+            lines.append(f"{stage:<10}{n:>9}{share:>8.1%}{self.time_ms.get(stage, 0.0) / 1000:>10.3f}")
+        lines.append(f"LLM calls: {self.llm_calls} made, {self.llm_calls_avoided} avoided")
+        for title, counts in (("escalations", self.escalations), ("failed", self.failed)):
+            if counts:
+                lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if self.tokens:
+            lines.append(f"{'model':<40}{'input tok':>11}{'output tok':>11}{'calls':>7}")
+            for model, t in self.tokens.items():
+                lines.append(f"{model[:39]:<40}{t.input_tokens:>11}{t.output_tokens:>11}{t.calls:>7}")
+        e = self.savings
+        lines.append(f"cost actual: {e.cost_actual:.4f}")
+        if e.cost_saved is not None and e.cost_always_llm is not None and e.time_saved_ms is not None:
+            lines.append(f"ESTIMATED always-LLM cost: {e.cost_always_llm:.4f}; saved: {e.cost_saved:.4f}; "
+                         f"time saved: {e.time_saved_ms / 1000:.2f} s")
+        lines.append(f"estimate basis: {e.estimate_basis}")
+        lines.append(e.method)
+        return "\n".join(lines)
+
+
 class SavingsLedger:
     """Running totals of one router (and the configured copies made from it), safe across threads and tasks.
 
@@ -197,6 +223,14 @@ class SavingsLedger:
         self.baseline_model = baseline_model
         self._lock = threading.Lock()
         self.reset()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SavingsLedger:
+        """A deep copy (e.g. ``router.model_copy(deep=True)``) starts separate totals from the current ones."""
+        twin = SavingsLedger(self.baseline_model)
+        with self._lock:
+            state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        twin.__dict__.update(copy.deepcopy(state, memo))
+        return twin
 
     def reset(self) -> None:
         """Start the totals again from zero."""

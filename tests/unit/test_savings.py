@@ -209,3 +209,16 @@ def test_good_prices_parse_and_reprice_the_history() -> None:
     assert cheap.stats().savings.cost_actual == pytest.approx(router.stats().tokens[LLM_NAME].output_tokens / 1000)
     assert SLMRouter.model_validate(router.model_dump(exclude={"slm", "gate", "fallback", "math_engine"})).prices \
         == router.prices
+
+
+async def test_both_integrations_expose_the_wrapped_routers_totals() -> None:
+    from langchain_slm_router import ChatSLMRouter
+    from llama_index_integration import SLMRouterLLM
+
+    router = make_router()
+    chat, llm = ChatSLMRouter(router=router), SLMRouterLLM(router=router)
+    assert chat.invoke("sure?").content == "Paris"
+    await chat.ainvoke("unsure?")
+    assert "5" in llm.complete("What is 2+3?").text
+    for stats in (chat.stats(), llm.stats(), router.stats()):
+        assert stats.by_stage == {"slm": 1, "llm": 1, "math": 1} and stats.llm_calls_avoided == 2
