@@ -90,8 +90,9 @@ class _Job:
         """True when the query goes straight to the fallback (``reason`` says why)."""
         self.reason = ""
         self.otel: QuerySpan | None = None
-        self.counted = False
         """The query's OpenTelemetry span (``None`` when no tracer provider is set)."""
+        self.counted = False
+        """True once the query is in the router's totals (:meth:`SLMRouter.stats`)."""
 
     @property
     def open(self) -> bool:
@@ -369,7 +370,7 @@ class SLMRouter(BaseModel):
         self._load_slm(todo)
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
-        spans = self._start_spans(todo, "slm", self.slm.model_name)  # type: ignore[union-attr]
+        spans = self._start_spans(todo, "slm")
         with current(spans, "slm"):
             gens = self._stage("slm", self._slm_call, convs, config)
         self._apply_slm(todo, gens, _ms(start))
@@ -381,7 +382,7 @@ class SLMRouter(BaseModel):
         await asyncio.to_thread(self._load_slm, todo)
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
-        spans = self._start_spans(todo, "slm", self.slm.model_name)  # type: ignore[union-attr]
+        spans = self._start_spans(todo, "slm")
         with current(spans, "slm"):
             if config and config.get("callbacks"):
                 gens = await RunnableLambda(self._slm_call, self._aslm_call, name="slm").ainvoke(convs, config)
@@ -434,7 +435,7 @@ class SLMRouter(BaseModel):
         if not todo or self._no_fallback(todo, fallback):
             return
         start = time.perf_counter()
-        with current(self._start_spans(todo, "fallback", fallback_name(fallback)), "fallback"):
+        with current(self._start_spans(todo, "fallback", fallback), "fallback"):
             outs = self._retrying(fallback).batch([j.conv.messages for j in todo], config, return_exceptions=True)
         elapsed = _ms(start)
         for job, out in zip(todo, outs):
@@ -446,7 +447,7 @@ class SLMRouter(BaseModel):
         if not todo or self._no_fallback(todo, fallback):
             return
         start = time.perf_counter()
-        with current(self._start_spans(todo, "fallback", fallback_name(fallback)), "fallback"):
+        with current(self._start_spans(todo, "fallback", fallback), "fallback"):
             outs = await self._retrying(fallback).abatch([j.conv.messages for j in todo], config,
                                                         return_exceptions=True)
         elapsed = _ms(start)
@@ -510,7 +511,7 @@ class SLMRouter(BaseModel):
             yield from self._stream_done(job)
             return
         start = time.perf_counter()
-        self._start_spans([job], "fallback", fallback_name(fallback))
+        self._start_spans([job], "fallback", fallback)
         merged: AIMessageChunk | None = None
         try:
             for attempt in range(self.fallback_retries + 1):
@@ -542,7 +543,7 @@ class SLMRouter(BaseModel):
                 yield part
             return
         start = time.perf_counter()
-        self._start_spans([job], "fallback", fallback_name(fallback))
+        self._start_spans([job], "fallback", fallback)
         merged: AIMessageChunk | None = None
         try:
             for attempt in range(self.fallback_retries + 1):
@@ -594,11 +595,13 @@ class SLMRouter(BaseModel):
             **kwargs,
         )
 
-    def _start_spans(self, jobs: list[_Job], stage: str, model: str) -> list[QuerySpan | None]:
-        """Open the ``stage`` span of each traced job; the jobs' query spans (``None`` when untraced)."""
-        for job in jobs:
-            if job.otel is not None:
-                job.otel.start(stage, model)
+    def _start_spans(self, jobs: list[_Job], stage: str, fallback: Any = None) -> list[QuerySpan | None]:
+        """Open the ``stage`` span (``slm`` or ``fallback``) of each traced job; the jobs' query spans."""
+        traced = [job.otel for job in jobs if job.otel is not None]
+        if traced:
+            model = fallback_name(fallback) if stage == "fallback" else self.slm.model_name  # type: ignore[union-attr]
+            for span in traced:
+                span.start(stage, model)
         return [job.otel for job in jobs]
 
     def _finished(self, jobs: list[_Job]) -> None:
