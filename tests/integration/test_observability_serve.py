@@ -47,7 +47,7 @@ def test_traceparent_stats_metrics_and_the_stats_command(tmp_path) -> None:
     with open(log_path, "w") as log:
         proc = start_server_process(
             [sys.executable, "-m", "langchain_slm_router.cli", "serve", "--port", str(port), "--no-fallback",
-             "--otel-exporter", "console"], f"{base}/readyz", timeout_s=420, env=env, cwd=REPO, stdout=log)
+             "--otel-exporter", "console"], f"{base}/readyz", timeout_s=600, env=env, cwd=REPO, stdout=log)
     try:
         trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
         response = httpx.post(f"{base}/v1/chat/completions", timeout=60, json={
