@@ -293,7 +293,8 @@ class SavingsLedger:
         with self._lock:
             stages, failed = dict(self._stages), dict(self._failed)
             escalations, time_ms = dict(self._escalations), dict(self._time)
-            tokens = {m: TokenTotals(input_tokens=t[0], output_tokens=t[1], calls=t[2]) for m, t in self._tokens.items()}
+            tokens = {m: TokenTotals(input_tokens=t[0], output_tokens=t[1], calls=t[2])
+                      for m, t in self._tokens.items()}
             llm = {m: list(v) for m, v in self._llm.items()}
             llm_calls, fallback_errors, low_conf = self._llm_calls, self._fallback_errors, self._low_confidence
             avoided = self._avoided

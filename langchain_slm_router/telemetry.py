@@ -135,7 +135,8 @@ class QuerySpan:
             _set(self.root, {
                 "slm_router.stage": result.stage, "slm_router.reason": result.reason,
                 "slm_router.fallback_tried": result.fallback_tried, "slm_router.low_confidence": result.low_confidence,
-                "slm_router.escalation_reason": escalation_reason(result), "slm_router.cache_hit": result.stage == "cache",
+                "slm_router.escalation_reason": escalation_reason(result),
+                "slm_router.cache_hit": result.stage == "cache",
                 "slm_router.p_correct": result.p_correct, "slm_router.threshold": result.threshold,
                 "slm_router.early_exit": result.early_exit, "slm_router.math_kind": result.math_kind,
                 "gen_ai.response.model": _answering_model(result),
