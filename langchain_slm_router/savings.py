@@ -53,10 +53,16 @@ ESTIMATE_METHOD = (
 )
 
 
+CACHE_STAGE = "cache"
+"""The stage name of an answer served from the answer cache: an avoided LLM call, and no model's tokens."""
+
+
 def escalation_reason(result: RouteResult) -> str | None:
     """Why the local stages did not answer (``None`` when they did): ``"gate"`` (the gate rejected the SLM's
     answer), ``"early_exit"`` (rejected mid-answer), ``"slm_skipped"`` (the SLM did not answer: non-text
-    conversation, tools, over its input bound, or no SLM)."""
+    conversation, tools, over its input bound, or no SLM). A cache hit is never an escalation."""
+    if result.stage == CACHE_STAGE:
+        return None
     if result.stage != "llm" and not result.fallback_tried and not result.low_confidence:
         return None
     if result.slm_answer is None:
@@ -252,11 +258,14 @@ class SavingsLedger:
         usage = result.usage
         with self._lock:
             self._stages[result.stage] += 1
+            for stage, ms in result.latency_ms.items():
+                self._time[stage] += ms
+            if result.stage == CACHE_STAGE:  # no model ran for this answer (its cached trace may say otherwise)
+                self._avoided += 1
+                return
             reason = escalation_reason(result)
             if reason is not None:
                 self._escalations[reason] += 1
-            for stage, ms in result.latency_ms.items():
-                self._time[stage] += ms
             if result.fallback_tried:
                 self._llm_calls += 1
             else:
@@ -337,6 +346,7 @@ class SavingsLedger:
 
 
 __all__ = [
+    "CACHE_STAGE",
     "ESTIMATE_METHOD",
     "ModelPrice",
     "PriceTable",

@@ -222,3 +222,16 @@ async def test_both_integrations_expose_the_wrapped_routers_totals() -> None:
     assert "5" in llm.complete("What is 2+3?").text
     for stats in (chat.stats(), llm.stats(), router.stats()):
         assert stats.by_stage == {"slm": 1, "llm": 1, "math": 1} and stats.llm_calls_avoided == 2
+
+
+def test_a_cache_hit_is_an_avoided_call_without_tokens_even_if_its_cached_trace_called_the_llm() -> None:
+    ledger = SavingsLedger()
+    cached = RouteResult.model_construct(  # the cache stage's name; its trace is the original LLM answer's
+        **{**RouteResult(answer="a", stage="llm", reason="r", fallback_tried=True, fallback_model="big",
+                         usage={"llm_input_tokens": 5, "llm_output_tokens": 2},
+                         latency_ms={"cache": 0.2, "total": 0.3}).__dict__, "stage": "cache"})
+    ledger.record(cached)
+    stats = ledger.snapshot()
+    assert stats.by_stage == {"cache": 1} and stats.llm_calls_avoided == 1 and stats.llm_calls == 0
+    assert stats.tokens == {} and stats.escalations == {} and stats.time_ms == {"cache": 0.2, "total": 0.3}
+    assert escalation_reason(cached) is None
