@@ -20,6 +20,7 @@ from langchain_slm_router.errors import (
     FallbackUnavailableError,
     GateFileError,
     GenerationError,
+    InvalidPriceError,
     InvalidQueryError,
     LogprobsUnavailableError,
     MathEngineError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, LearnedGate
     from langchain_slm_router.math_engine import MathAnswer, MathEngine
     from langchain_slm_router.router import SLMRouter, StreamPart
+    from langchain_slm_router.savings import PriceTable, RouterStats, SavingsLedger
     from langchain_slm_router.signals import ConfidenceSignals
     from langchain_slm_router.slm import ChatModelSLM, LlamaCppSLM, LocalSLM, SLMBackend, SLMGeneration
     from langchain_slm_router.trace import RouteResult
@@ -66,6 +68,9 @@ _LAZY = {
     "SLMBackend": "slm",
     "SLMGeneration": "slm",
     "RouteResult": "trace",
+    "PriceTable": "savings",
+    "RouterStats": "savings",
+    "SavingsLedger": "savings",
 }
 
 __version__ = "0.1.0"
@@ -83,6 +88,7 @@ __all__ = [
     "FallbackUnavailableError",
     "GateFileError",
     "GenerationError",
+    "InvalidPriceError",
     "InvalidQueryError",
     "LogprobsUnavailableError",
     "MathEngineError",

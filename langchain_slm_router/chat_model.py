@@ -56,6 +56,7 @@ from langchain_slm_router.errors import FallbackUnavailableError
 from langchain_slm_router.fallback import fallback_name
 from langchain_slm_router.gates import Gate
 from langchain_slm_router.router import SLMRouter, word_pieces
+from langchain_slm_router.savings import RouterStats
 from langchain_slm_router.trace import RouteResult
 
 # Call options that only the fallback can honour: a request carrying one skips the local stages.
@@ -179,6 +180,10 @@ class ChatSLMRouter(BaseChatModel):
     def model_name(self) -> str:
         """The pipeline's name (:attr:`SLMRouter.display_name`): ``"slm-router:<SLM>+<fallback>"``."""
         return self.router.display_name
+
+    def stats(self) -> RouterStats:
+        """The wrapped router's running totals and estimated savings (:meth:`SLMRouter.stats`)."""
+        return self.router.stats()
 
     @property
     def _identifying_params(self) -> dict[str, Any]:

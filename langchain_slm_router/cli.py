@@ -105,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "comma-separated list (default all)")
     cal = sub.add_parser("calibrate", help="choose the gate threshold for a target and check it on held-out data")
     _add_common(cal)
-    from langchain_slm_router.server.cli import add_serve_command
+    from langchain_slm_router.server.cli import add_serve_command, add_stats_command
 
     add_serve_command(sub)
+    add_stats_command(sub)
     from langchain_slm_router.gates import training as gate_training
 
     tg = sub.add_parser("train-gate", help="fit a learned, calibrated gate from eval records or logged traffic")

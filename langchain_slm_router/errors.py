@@ -80,3 +80,7 @@ class FallbackTimeoutError(FallbackError, TimeoutError):
 
 class DataUnavailableError(SLMRouterError, FileNotFoundError):
     """An evaluation data set is in neither the data folder nor reachable on the Hugging Face hub."""
+
+
+class InvalidPriceError(SLMRouterError, ValueError):
+    """A price table entry is negative, infinite or not a number (see :mod:`langchain_slm_router.savings`)."""

@@ -47,7 +47,9 @@ from langchain_slm_router.fallback import (
 from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
+from langchain_slm_router.savings import PriceTable, RouterStats, SavingsLedger
 from langchain_slm_router.slm import LocalSLM, Overflow, SLMBackend, SLMGeneration, make_backend
+from langchain_slm_router.telemetry import QuerySpan, current, tracer_for
 from langchain_slm_router.trace import RouteResult, elapsed_ms
 from langchain_slm_router.traffic import TrafficLog
 
@@ -85,6 +87,10 @@ class _Job:
         self.reason = ""
         self.llm_text: str | None = None
         """The fallback's answer, once it answered (what the traffic log records)."""
+        self.otel: QuerySpan | None = None
+        """The query's OpenTelemetry span (``None`` when no tracer provider is set)."""
+        self.counted = False
+        """True once the query is in the router's totals (:meth:`SLMRouter.stats`)."""
 
     @property
     def open(self) -> bool:
@@ -121,12 +127,31 @@ class SLMRouter(BaseModel):
     your own traffic with ``slm-router train-gate --traffic FILE`` (see :mod:`langchain_slm_router.gates.training`)."""
     fallback_retries: int = Field(default=2, ge=0, le=10)
     max_query_chars: int = Field(default=32_000, ge=1)
+    prices: PriceTable = Field(default_factory=PriceTable)
+    """Price per 1k input/output tokens per model name, for the savings estimate of :meth:`stats` (unlisted
+    models, e.g. local ones, cost 0); see :mod:`langchain_slm_router.savings`."""
+    savings: SavingsLedger = Field(default_factory=SavingsLedger, exclude=True, repr=False)
+    """The running totals behind :meth:`stats`; shared by the copies :meth:`with_options` makes (pass a new
+    :class:`~langchain_slm_router.savings.SavingsLedger` for separate totals)."""
+    tracer_provider: Any | None = Field(default=None, exclude=True, repr=False)
+    """The OpenTelemetry tracer provider of the router's spans (default: the global one); with none set, no span
+    work is done (see :mod:`langchain_slm_router.telemetry`)."""
 
     _traffic: TrafficLog | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        if "prices" in data:  # a bad price table is an InvalidPriceError, not pydantic's wrapped ValidationError
+            data["prices"] = PriceTable.of(data["prices"])
+        super().__init__(**data)
 
     def model_post_init(self, context: Any) -> None:
         if self.traffic_log is not None:
             self._traffic = TrafficLog(self.traffic_log)
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _price_table(cls, value: Any) -> PriceTable:
+        return PriceTable.of(value)
 
     @field_validator("slm", "gate", mode="before")
     @classmethod
@@ -203,6 +228,11 @@ class SLMRouter(BaseModel):
         return router.with_options(**options) if options else router
 
     # ------------------------------------------------------------------ public API
+    def stats(self) -> RouterStats:
+        """The running totals (queries per stage, LLM calls avoided, tokens per model, time per stage,
+        escalations) and the *estimated* cost and time saved against always-LLM, priced with :attr:`prices`."""
+        return self.savings.snapshot(self.prices)
+
     def route(
         self, query: Any, config: RunnableConfig | None = None, *, escalate: str | None = None,
         fallback: Any | None = None,
@@ -300,9 +330,12 @@ class SLMRouter(BaseModel):
     def _check(self, queries: Sequence[Any], escalate: str | None) -> list[_Job]:
         """A job per query: its conversation checked, and whether it skips the local stages."""
         jobs = []
+        tracer = tracer_for(self.tracer_provider)
         for query in queries:
             job = _Job()
             jobs.append(job)
+            if tracer is not None:
+                job.otel = QuerySpan(tracer, self.display_name)
             try:
                 job.conv = Conversation(to_messages(query), max_chars=self.max_query_chars)
             except SLMRouterError as exc:
@@ -321,18 +354,24 @@ class SLMRouter(BaseModel):
 
     def _run_math(self, job: _Job, config: RunnableConfig | None) -> None:
         start = time.perf_counter()
+        if job.otel is not None:
+            job.otel.start("math")
         answer = self._stage("math_engine", self.math_engine.solve, job.conv.question, config)  # type: ignore
         self._finish_math(job, answer, elapsed_ms(start))
 
     async def _arun_math(self, job: _Job, config: RunnableConfig | None) -> None:
         start = time.perf_counter()
         engine = self.math_engine
+        if job.otel is not None:
+            job.otel.start("math")
         answer = await self._astage("math_engine", engine.solve, engine.asolve,  # type: ignore[union-attr]
                                     job.conv.question, config)  # type: ignore[union-attr]
         self._finish_math(job, answer, elapsed_ms(start))
 
     def _finish_math(self, job: _Job, answer: Any, took_ms: float) -> None:
         job.latency["math"] = took_ms
+        if job.otel is not None:
+            job.otel.end_math(answer)
         if answer is not None:
             job.result = self._result(job, answer=answer.answer, stage="math", math_kind=answer.kind,
                                       reason=f"math engine solved it ({answer.kind})")
@@ -357,7 +396,9 @@ class SLMRouter(BaseModel):
         self._load_slm(todo)
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
-        gens = self._stage("slm", self._slm_call, convs, config)
+        spans = self._start_spans(todo, "slm")
+        with current(spans, "slm"):
+            gens = self._stage("slm", self._slm_call, convs, config)
         self._apply_slm(todo, gens, elapsed_ms(start))
 
     async def _arun_slm(self, jobs: list[_Job], config: RunnableConfig | None) -> None:
@@ -367,7 +408,9 @@ class SLMRouter(BaseModel):
         await asyncio.to_thread(self._load_slm, todo)
         start = time.perf_counter()
         convs = [j.conv.dicts for j in todo]  # type: ignore[union-attr]
-        gens = await self._astage("slm", self._slm_call, self._aslm_call, convs, config)
+        spans = self._start_spans(todo, "slm")
+        with current(spans, "slm"):
+            gens = await self._astage("slm", self._slm_call, self._aslm_call, convs, config)
         self._apply_slm(todo, gens, elapsed_ms(start))
 
     def _slm_call(self, convs: list[Any]) -> list[Any]:
@@ -380,6 +423,8 @@ class SLMRouter(BaseModel):
         """Gate each SLM answer; an SLM error escalates the query (or fails it, for overflow="error")."""
         answered = [g for g in gens if not isinstance(g, BaseException)]
         for job, gen in zip(todo, gens):
+            if job.otel is not None:
+                job.otel.end_slm(gen)
             if isinstance(gen, BaseException):
                 if isinstance(gen, QueryTooLongError) and self.slm.overflow == "error":  # type: ignore[union-attr]
                     job.error = gen
@@ -388,8 +433,12 @@ class SLMRouter(BaseModel):
                 continue
             job.gen = gen
             job.latency["slm"] = round(elapsed / len(answered), 3) if len(answered) > 1 else elapsed
+            if job.otel is not None:
+                job.otel.start("gate")
             decision = self.gate.decide(gen, job.conv.dicts)  # type: ignore[union-attr]
             job.decision = decision
+            if job.otel is not None:
+                job.otel.end_gate(decision, self.gate.threshold)
             if decision.keep:
                 job.result = self._result(job, answer=gen.text, stage="slm", reason="the gate kept the SLM answer")
             elif gen.early_exit:
@@ -409,7 +458,8 @@ class SLMRouter(BaseModel):
         if not todo or self._no_fallback(todo, fallback):
             return
         start = time.perf_counter()
-        outs = self._retrying(fallback).batch([j.conv.messages for j in todo], config, return_exceptions=True)
+        with current(self._start_spans(todo, "fallback", fallback), "fallback"):
+            outs = self._retrying(fallback).batch([j.conv.messages for j in todo], config, return_exceptions=True)
         elapsed = elapsed_ms(start)
         for job, out in zip(todo, outs):
             self._finish_fallback(job, out, fallback, elapsed)
@@ -421,8 +471,9 @@ class SLMRouter(BaseModel):
         if not todo or self._no_fallback(todo, fallback):
             return
         start = time.perf_counter()
-        outs = await self._retrying(fallback).abatch([j.conv.messages for j in todo], config,
-                                                    return_exceptions=True)
+        with current(self._start_spans(todo, "fallback", fallback), "fallback"):
+            outs = await self._retrying(fallback).abatch([j.conv.messages for j in todo], config,
+                                                        return_exceptions=True)
         elapsed = elapsed_ms(start)
         for job, out in zip(todo, outs):
             self._finish_fallback(job, out, fallback, elapsed)
@@ -442,6 +493,8 @@ class SLMRouter(BaseModel):
 
     def _finish_fallback(self, job: _Job, out: Any, fallback: Any, took_ms: float) -> None:
         job.latency["llm"] = took_ms
+        if job.otel is not None:
+            job.otel.end_fallback(out)
         name = fallback_name(fallback)
         if isinstance(out, BaseException):
             err = translate_error(out, fallback)
@@ -495,6 +548,7 @@ class SLMRouter(BaseModel):
             yield from self._stream_done(job)
             return
         start, state = time.perf_counter(), StreamRetry(self.fallback_retries)
+        self._start_spans([job], "fallback", fallback)
         while True:
             try:
                 for chunk in fallback.stream(job.conv.messages, config):  # type: ignore[union-attr]
@@ -520,6 +574,7 @@ class SLMRouter(BaseModel):
                 yield part
             return
         start, state = time.perf_counter(), StreamRetry(self.fallback_retries)
+        self._start_spans([job], "fallback", fallback)
         while True:
             try:
                 async for chunk in fallback.astream(job.conv.messages, config):  # type: ignore[union-attr]
@@ -543,9 +598,12 @@ class SLMRouter(BaseModel):
         """The last parts of a streamed fallback answer: its result, or (failed before any chunk) the failure's
         outcome; a failure after a chunk was sent raises the typed error."""
         if exc is not None and state.merged is not None:
-            raise translate_error(exc, fallback) from exc
+            raise self._failed(job, translate_error(exc, fallback)) from exc
         self._finish_fallback(job, exc if exc is not None else state.message, fallback, elapsed_ms(start))
-        return list(self._stream_done(job)) if exc is not None else [StreamPart(result=job.result)]
+        if exc is not None:
+            return list(self._stream_done(job))
+        self._finished([job])
+        return [StreamPart(result=job.result)]
 
     # ------------------------------------------------------------------ results
     def _stage(self, name: str, fn: Callable[[Any], Any], arg: Any, config: RunnableConfig | None) -> Any:
@@ -582,8 +640,37 @@ class SLMRouter(BaseModel):
             **kwargs,
         )
 
-    @staticmethod
-    def _collect(jobs: list[_Job], return_exceptions: bool) -> list[Any]:
+    def _start_spans(self, jobs: list[_Job], stage: str, fallback: Any = None) -> list[QuerySpan | None]:
+        """Open the ``stage`` span (``slm`` or ``fallback``) of each traced job; the jobs' query spans."""
+        traced = [job.otel for job in jobs if job.otel is not None]
+        if traced:
+            model = fallback_name(fallback) if stage == "fallback" else self.slm.model_name  # type: ignore[union-attr]
+            for span in traced:
+                span.start(stage, model)
+        return [job.otel for job in jobs]
+
+    def _finished(self, jobs: list[_Job]) -> None:
+        """Account each finished job (:meth:`stats`) and close its span: the one place a query ends."""
+        for job in jobs:
+            if job.counted:
+                continue
+            job.counted = True
+            if job.result is not None:
+                self.savings.record(job.result)
+            elif job.error is not None:
+                self.savings.record_failure(job.error, fallback_tried="llm" in job.latency)
+            if job.otel is not None:
+                job.otel.finish(job.result, job.error)
+                job.otel = None
+
+    def _failed(self, job: _Job, error: BaseException) -> BaseException:
+        """A query failed mid-stream: account it and return ``error`` to raise."""
+        job.error = error
+        self._finished([job])
+        return error
+
+    def _collect(self, jobs: list[_Job], return_exceptions: bool) -> list[Any]:
+        self._finished(jobs)
         out: list[Any] = [j.error if j.error is not None else j.result for j in jobs]
         if not return_exceptions:
             for item in out:

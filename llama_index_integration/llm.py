@@ -81,6 +81,7 @@ from llama_index.core.llms.llm import LLM
 from langchain_slm_router.call import CallContract
 from langchain_slm_router.errors import InvalidQueryError
 from langchain_slm_router.router import ROUTER_OPTIONS, SLMRouter
+from langchain_slm_router.savings import RouterStats
 from langchain_slm_router.stops import StopCutter
 from langchain_slm_router.trace import RouteResult
 
@@ -287,6 +288,10 @@ class SLMRouterLLM(LLM):
     def model_name(self) -> str:
         """The pipeline's name (:attr:`SLMRouter.display_name`), e.g. ``slm-router:SmolLM2-135M-Instruct+ChatOllama(mistral)``."""
         return self.router.display_name
+
+    def stats(self) -> RouterStats:
+        """The wrapped router's running totals and estimated savings (:meth:`SLMRouter.stats`)."""
+        return self.router.stats()
 
     # ------------------------------------------------------------------ helpers
     def _contract(self, kwargs: dict[str, Any]) -> CallContract:

@@ -22,6 +22,7 @@ from langchain_slm_router.server import ollama_api, openai_api
 from langchain_slm_router.server.errors import RequestTooLargeError, http_status, public_message
 from langchain_slm_router.server.service import RouterService
 from langchain_slm_router.server.settings import ServerSettings
+from langchain_slm_router.telemetry import tracer_for
 
 log = logging.getLogger("langchain_slm_router.server")
 
@@ -103,6 +104,28 @@ class _RequestMetrics:
             self.service.metrics.requests.labels(_protocol(path), endpoint, str(status)).inc()
 
 
+class _TraceContext:
+    """Pure ASGI middleware: with a tracer provider set, the request's W3C ``traceparent``/``tracestate`` (and
+    ``baggage``) become the current context, so the router's query span joins the caller's trace. Without one it
+    passes the request through untouched."""
+
+    def __init__(self, app: ASGIApp, service: RouterService) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or tracer_for(self.service.router.tracer_provider) is None:
+            await self.app(scope, receive, send)
+            return
+        from opentelemetry import context, propagate
+
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        token = context.attach(propagate.extract(carrier))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            context.detach(token)
+
+
 def create_app(router: SLMRouter, settings: ServerSettings | None = None, *,
                service: RouterService | None = None) -> FastAPI:
     """The FastAPI app serving ``router`` over the OpenAI and Ollama protocols.
@@ -149,6 +172,11 @@ def create_app(router: SLMRouter, settings: ServerSettings | None = None, *,
         data, content_type = service.metrics.render()
         return Response(data, media_type=content_type)
 
+    @app.get("/v1/router/stats", dependencies=[Depends(require_key)])
+    async def router_stats() -> dict[str, Any]:
+        """The router's running totals and the estimated savings (:meth:`SLMRouter.stats`) as JSON."""
+        return router.stats().model_dump(mode="json")
+
     @app.get("/", dependencies=[Depends(require_key)])
     async def root() -> PlainTextResponse:
         return PlainTextResponse("Ollama is running")  # what Ollama clients probe for
@@ -181,6 +209,7 @@ def create_app(router: SLMRouter, settings: ServerSettings | None = None, *,
 
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(_RequestMetrics, service=service)
+    app.add_middleware(_TraceContext, service=service)
     return app
 
 

@@ -33,8 +33,74 @@ def add_serve_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--request-timeout", type=float, default=None, help="seconds per request (default 300)")
     p.add_argument("--no-coalesce", action="store_true", help="run each request's SLM call on its own")
     p.add_argument("--access-log", action="store_true", help="uvicorn's access log (never headers or keys)")
+    p.add_argument("--otel-exporter", choices=("none", "console", "otlp"), default="none",
+                   help="OpenTelemetry spans of each query: console (one JSON line per span on stdout) or otlp "
+                        "(OTEL_EXPORTER_OTLP_ENDPOINT; needs the [otel] extra); default none: no span work")
     p.set_defaults(handler=run_serve)
     return p
+
+
+def add_stats_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add ``stats`` (the running totals of a serve instance) to the ``slm-router`` subcommands."""
+    p = sub.add_parser("stats", help="print the running totals and estimated savings of a `slm-router serve`")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
+    p.add_argument("--api-key", default=None, help="its API key (default: $SLM_ROUTER_API_KEY)")
+    p.add_argument("--json", action="store_true", help="print the JSON of /v1/router/stats")
+    p.set_defaults(handler=run_stats)
+    return p
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    """GET ``/v1/router/stats`` and print it."""
+    import json
+    import os
+
+    import httpx
+
+    from langchain_slm_router.savings import RouterStats
+    from langchain_slm_router.server.settings import API_KEY_ENV
+
+    key = args.api_key or os.environ.get(API_KEY_ENV)
+    url = args.url.rstrip("/") + "/v1/router/stats"
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"error: {url} answered {response.status_code}: {response.text[:300]}", file=sys.stderr)
+        return 1
+    stats = RouterStats.model_validate(response.json())
+    print(json.dumps(stats.model_dump(mode="json"), indent=2) if args.json else stats.summary())
+    return 0
+
+
+def setup_tracing(exporter: str) -> Any:
+    """Set the global OpenTelemetry tracer provider for ``serve --otel-exporter`` (SDK needed); returns it."""
+    import os
+
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+    except ImportError as exc:
+        raise ValueError("--otel-exporter needs the OpenTelemetry SDK: pip install 'langchain-slm-router[otel]'") \
+            from exc
+    resource = Resource.create({} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "slm-router"})
+    provider = TracerProvider(resource=resource)
+    if exporter == "console":
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(
+            formatter=lambda span: span.to_json(indent=None) + "\n")))
+    else:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            raise ValueError("--otel-exporter otlp needs opentelemetry-exporter-otlp-proto-http: "
+                             "pip install 'langchain-slm-router[otel]'") from exc
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider
 
 
 def build_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -71,6 +137,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         router, settings = build_from_args(args)
+        provider = setup_tracing(args.otel_exporter) if args.otel_exporter != "none" else None
     except SLMRouterError:
         raise  # typed: the command line's handler prints it
     except (ValueError, TypeError) as exc:  # a configuration the router or the settings refuse
@@ -78,8 +145,12 @@ def run_serve(args: argparse.Namespace) -> int:
     auth = "API key required" if settings.api_key is not None else "no API key"
     print(f"slm-router serve: {router.display_name} at http://{settings.host}:{settings.port} "
           f"(OpenAI: /v1, Ollama: /api; {auth})", file=sys.stderr, flush=True)
-    serve(router, settings)
+    try:
+        serve(router, settings)
+    finally:
+        if provider is not None:
+            provider.shutdown()  # export the spans still buffered
     return 0
 
 
-__all__ = ["add_serve_command", "build_from_args", "run_serve"]
+__all__ = ["add_serve_command", "add_stats_command", "build_from_args", "run_serve", "run_stats", "setup_tracing"]

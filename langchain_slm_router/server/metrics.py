@@ -4,24 +4,62 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from langchain_slm_router.savings import RouterStats, escalation_reason
 from langchain_slm_router.trace import RouteResult
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0)
 
 
-def escalation_reason(result: RouteResult) -> str | None:
-    """Why the local stages did not answer (``None`` when they did): ``"gate"`` (the gate rejected the SLM's
-    answer), ``"early_exit"`` (rejected mid-answer), ``"slm_skipped"`` (the SLM did not answer: non-text
-    conversation, tools, over its input bound, or no SLM)."""
-    if result.stage != "llm" and not result.fallback_tried and not result.low_confidence:
-        return None
-    if result.slm_answer is None:
-        return "slm_skipped"
-    return "early_exit" if result.early_exit else "gate"
+class RouterStatsCollector(Collector):
+    """The router's running totals (:meth:`SLMRouter.stats`) as Prometheus metrics, read at scrape time.
+
+    Counters: ``slm_router_tokens_total{model,direction}``, ``slm_router_stage_time_seconds_total{stage}``,
+    ``slm_router_llm_calls_total``, ``slm_router_failed_queries_total{type}``. Gauges (estimates, see
+    :mod:`langchain_slm_router.savings`): ``slm_router_estimated_cost_actual``,
+    ``slm_router_estimated_cost_always_llm``, ``slm_router_estimated_cost_saved``,
+    ``slm_router_estimated_time_saved_seconds``.
+    """
+
+    def __init__(self, stats: Callable[[], RouterStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats()
+        tokens = CounterMetricFamily("slm_router_tokens", "Tokens per model and direction (input, output)",
+                                     labels=["model", "direction"])
+        for model, t in s.tokens.items():
+            tokens.add_metric([model, "input"], t.input_tokens)
+            tokens.add_metric([model, "output"], t.output_tokens)
+        yield tokens
+        stage_time = CounterMetricFamily("slm_router_stage_time_seconds",
+                                         "Time per stage, answered queries added up", labels=["stage"])
+        for stage, ms in s.time_ms.items():
+            stage_time.add_metric([stage], ms / 1000.0)
+        yield stage_time
+        yield CounterMetricFamily("slm_router_llm_calls", "Queries that called the fallback LLM", value=s.llm_calls)
+        failed = CounterMetricFamily("slm_router_failed_queries", "Queries that got no answer, by error type",
+                                     labels=["type"])
+        for kind, n in s.failed.items():
+            failed.add_metric([kind], n)
+        yield failed
+        e = s.savings
+        for name, value, doc in (
+            ("cost_actual", e.cost_actual, "What the answers cost at the configured prices"),
+            ("cost_always_llm", e.cost_always_llm, "ESTIMATED cost had every query gone to the fallback"),
+            ("cost_saved", e.cost_saved, "ESTIMATED cost saved against always-LLM"),
+            ("time_saved_seconds", None if e.time_saved_ms is None else e.time_saved_ms / 1000.0,
+             "ESTIMATED time saved against always-LLM"),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(f"slm_router_estimated_{name}", doc, value=value)
 
 
 class ServerMetrics:
@@ -56,6 +94,10 @@ class ServerMetrics:
         self.rejected = Counter("slm_router_rejected", "Requests refused before routing, by reason",
                                 ["reason"], registry=r)
 
+    def watch_router(self, stats: Callable[[], RouterStats]) -> None:
+        """Export the router's running totals (``router.stats``) with the server's metrics."""
+        self.registry.register(RouterStatsCollector(stats))
+
     def observe_result(self, result: RouteResult) -> None:
         """Count one answer: its stage, LLM call avoided or escalation reason, stage latencies, SLM tokens."""
         self.answers.labels(result.stage).inc()
@@ -85,4 +127,4 @@ class ServerMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-__all__ = ["ServerMetrics", "escalation_reason"]
+__all__ = ["RouterStatsCollector", "ServerMetrics", "escalation_reason"]

@@ -109,6 +109,7 @@ class RouterService:
         self.router = router
         self.settings = settings
         self.metrics = metrics or ServerMetrics()
+        self.metrics.watch_router(router.stats)
         self.batcher: SLMBatcher | None = None
         if settings.coalesce and router.slm is not None:
             self.batcher = SLMBatcher(settings.max_batch, settings.batch_window_ms / 1000.0,
