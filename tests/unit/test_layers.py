@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a module may impo
                 "langchain_slm_router.math_parsing")),
     ("stages", ("langchain_slm_router.messages", "langchain_slm_router.math_engine", "langchain_slm_router.slm",
                 "langchain_slm_router.gates", "langchain_slm_router.fallback", "langchain_slm_router.trace",
-                "langchain_slm_router.traffic")),
+                "langchain_slm_router.traffic", "langchain_slm_router.savings", "langchain_slm_router.telemetry")),
     ("router", ("langchain_slm_router.router", "langchain_slm_router.call")),
     ("integrations", ("langchain_slm_router", "langchain_slm_router.chat_model", "langchain_slm_router.tools",
                       "langchain_slm_router.tool_specs", "langchain_slm_router.embeddings",
