@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
 import pytest
 from hypothesis import settings
@@ -84,24 +84,25 @@ REQUIREMENTS: dict[str, Requirement] = {
 
 @cache
 def _present(name: str) -> bool:
+    if name not in REQUIREMENTS:
+        raise ValueError(f"unknown requirement {name!r}; expected one of {', '.join(REQUIREMENTS)}")
     return REQUIREMENTS[name].present()
 
 
-def missing(name: str) -> NoReturn:
-    """Skip the running test for the missing requirement ``name``, or fail it under ``CI=true``."""
+def _missing_reason(name: str) -> str:
     req = REQUIREMENTS[name]
     if IN_CI:
-        pytest.fail(f"{req.what} is missing, and CI=true promises it: {req.how}", pytrace=False)
-    pytest.skip(f"{req.what} is missing: {req.how}")
+        return f"{req.what} is missing, and CI=true promises it: {req.how}"
+    return f"{req.what} is missing: {req.how}"
 
 
 def require(*names: str) -> None:
-    """Skip (or under ``CI=true`` fail) the running test unless every requirement in ``names`` is present."""
+    """Skip the running test unless every requirement in ``names`` is present; under ``CI=true``, fail it."""
     for name in names:
-        if name not in REQUIREMENTS:
-            raise ValueError(f"unknown requirement {name!r}; expected one of {', '.join(REQUIREMENTS)}")
         if not _present(name):
-            missing(name)
+            if IN_CI:
+                pytest.fail(_missing_reason(name), pytrace=False)
+            pytest.skip(_missing_reason(name))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -110,7 +111,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "one it skips with the reason, and under CI=true it fails")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside CI, a test that ``requires`` a missing part is skipped (reported at the test, with the fix)."""
+    for item in items:
+        for mark in item.iter_markers("requires"):
+            lacking = [name for name in mark.args if not _present(name)]
+            if lacking and not IN_CI:
+                item.add_marker(pytest.mark.skip(reason=_missing_reason(lacking[0])))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under CI, a test that ``requires`` a missing part fails."""
     for mark in item.iter_markers("requires"):
         require(*mark.args)
 

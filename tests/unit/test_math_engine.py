@@ -64,7 +64,9 @@ def answers_match(got: str, expected: str) -> bool:
 
 @pytest.fixture(scope="module")
 def engine() -> MathEngine:
-    return MathEngine()
+    """The default engine with a generous clock: these tests are about answers, and a loaded machine can push a
+    sympy call (a first simplify, eight threads at once) past the default 1 s. The clock has its own tests below."""
+    return MathEngine(timeout_s=30)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,7 +358,7 @@ def no_eval(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.parametrize("query", ABUSE, ids=lambda q: repr(q[:40]))
 def test_abuse_declined_quickly_without_eval(no_eval: None, query: str) -> None:
-    engine = MathEngine(max_query_chars=2_000_000)
+    engine = MathEngine(max_query_chars=2_000_000, timeout_s=HANG_BOUND_S)  # only a bound may decline, not the clock
     start = time.perf_counter()
     result = engine.explain(query)
     elapsed = time.perf_counter() - start
