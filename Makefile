@@ -36,8 +36,9 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m langchain_slm_router.cli serve $(SERVE_ARGS)
 
+# --durations: every run ends with its slowest tests, the list to start from when the suite gets slow.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # The unit layer alone (no model, no servers): about a minute.
 test-fast: $(STAMP)

@@ -177,6 +177,12 @@ def shared_data_dir() -> Path:
     return shared_data_path()
 
 
+@pytest.fixture(scope="session", params=["fixtures", "shared"])
+def each_data_dir(request: pytest.FixtureRequest) -> Path:
+    """The shipped fixtures, then the full shared data (``shared_data_dir``: skipped without it, failed under CI)."""
+    return request.getfixturevalue("data_dir" if request.param == "fixtures" else "shared_data_dir")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The test Redis server's URL (skips without one, fails under ``CI=true``); use a distinct key prefix."""
