@@ -20,17 +20,18 @@ from hypothesis import settings
 
 from langchain_slm_router.slm import LocalSLM
 
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+"""CI promises every optional part: there a missing one fails its tests instead of skipping them."""
+
 # CI (CI=true) replays the same generated examples on every run, so a green run is reproducible; local runs stay
 # random and keep searching. A failure prints the blob to replay it with @reproduce_failure.
 settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
+if IN_CI:
     settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DATA = Path(__file__).resolve().parent / "fixtures" / "data"
 """A few dozen rows of each shared data file, shipped with the tests (tests/fixtures/README.md)."""
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-"""CI promises every optional part: there a missing one fails its tests instead of skipping them."""
 REDIS_URL = os.environ.get("SLM_ROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 """The Redis server the tests use (nothing is persisted; each test uses its own key prefix)."""
 
