@@ -159,18 +159,24 @@ def _check(gen: SLMGeneration | Exception) -> SLMGeneration:
 
 # ------------------------------------------------------------------------------------------ conformance
 async def test_protocol_conformance(backend: SLMBackend, request) -> None:
+    float32 = request.node.callspec.params["backend"] in FLOAT32
     gens = backend.generate_batch([PARIS, COLOUR])
     paris, colour = (_check(g) for g in gens)
     for gen in (paris, colour):  # the token budget holds: an answer ends on its own or at the budget
         assert gen.output_tokens <= MAX_NEW and (gen.finished or gen.output_tokens == MAX_NEW)
-    if request.node.callspec.params["backend"] in FLOAT32:
+    if float32:
         assert "Paris" in paris.text and paris.finished and colour.finished
     if isinstance(backend, ChatModelSLM):  # engines report their top-k alternatives, chosen token included
         assert paris.top_logprobs is not None and len(paris.top_logprobs) == paris.signals.length
         assert all(1 <= len(top) <= 5 for top in paris.top_logprobs)
         assert max(paris.top_logprobs[0].values()) >= math.log(paris.token_probs[0]) - 1e-6
-    again = await backend.agenerate_batch([COLOUR, PARIS])  # async, reordered: same greedy answers
-    assert [g.text for g in again] == [colour.text, paris.text]
+    again = [_check(g) for g in await backend.agenerate_batch([COLOUR, PARIS])]  # async, reordered
+    if float32:  # same greedy answers
+        assert [g.text for g in again] == [colour.text, paris.text]
+    else:  # llama.cpp's server reuses the previous prompt's KV cache, computed in other shapes: words may part at a
+        # near-tie (seen on an AVX2 CPU), the first token's probability (same prompt) agrees within the tolerance
+        for first, second in zip((colour, paris), again):
+            assert abs(first.token_probs[0] - second.token_probs[0]) <= 2 * TOLERANCE["llamacpp"]
     assert backend.count_tokens(LONG) > backend.count_tokens(PARIS) > 5
 
 
