@@ -5,6 +5,7 @@ Each script runs as a user runs it (a subprocess from the repository root) with 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
 
 
-@pytest.mark.parametrize(("script", "expected"), [
+SCRIPTS = [
     (["benchmarks/bench_math.py", "--data-dir", MISSING], f"{MISSING}/math_queries_dev.jsonl not found"),
     (["benchmarks/bench_slm_batch.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
     (["benchmarks/bench_slm_speed.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
@@ -34,9 +35,22 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     (["benchmarks/bench_engines.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
     (["benchmarks/bench_scaling.py", "--data-dir", MISSING], f"{MISSING}/nq_open_dev.jsonl not found"),
     (["benchmarks/bench_gate.py", "--data-dir", MISSING], f"{MISSING}/squad_v2_dev.jsonl not found"),
-])
-def test_missing_data_is_a_message_and_an_error_exit(script: list[str], expected: str) -> None:
-    out = _run(*script)
+]
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """Every script of SCRIPTS run once, side by side (each spends its seconds importing torch, one core each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        done = pool.map(lambda args: (tuple(args), _run(*args)), [script for script, _ in SCRIPTS])
+        return dict(done)
+
+
+@pytest.mark.parametrize(("script", "expected"), SCRIPTS)
+def test_missing_data_is_a_message_and_an_error_exit(runs, script: list[str], expected: str) -> None:
+    out = runs[tuple(script)]
     assert out.returncode != 0
     assert expected in out.stderr and "Traceback" not in out.stderr
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.requires("minilm")]  # the RAG example's embeddings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "langchain.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)

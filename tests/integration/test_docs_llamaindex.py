@@ -28,6 +28,7 @@ def test_the_doc_has_runnable_examples() -> None:
         compile(block, str(DOC), "exec")
 
 
+@pytest.mark.requires("minilm")  # the example's embeddings
 def test_docs_llamaindex_examples_run(slm, monkeypatch, capsys) -> None:
     from llama_index.core import Settings
 

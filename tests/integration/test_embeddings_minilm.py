@@ -23,6 +23,7 @@ def emb() -> MiniLMEmbeddings:
     return MiniLMEmbeddings(batch_size=2)  # two batches for three texts: padding across batches
 
 
+@pytest.mark.requires("minilm")
 def test_vectors_are_unit_length_384_floats_and_rank_by_meaning(emb: MiniLMEmbeddings) -> None:
     docs = emb.embed_documents(TEXTS)
     assert [len(v) for v in docs] == [384] * 3
@@ -33,8 +34,10 @@ def test_vectors_are_unit_length_384_floats_and_rank_by_meaning(emb: MiniLMEmbed
     assert emb.embed_documents([]) == []
 
 
+@pytest.mark.requires("minilm", "sentence_transformers")
 def test_same_vectors_as_sentence_transformers(emb: MiniLMEmbeddings) -> None:
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st
+
     ref = st.SentenceTransformer(str(default_embedding_model_dir()), device="cpu").encode(
         TEXTS, normalize_embeddings=True)
     ours = emb.embed_documents(TEXTS)

@@ -7,7 +7,6 @@ on the same GGUF weights. The clients are the real ``ChatOllama`` and ``ChatOpen
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import socket
 import subprocess
@@ -69,9 +68,10 @@ def engine(slm: LocalSLM) -> Iterator[OllamaProtocolServer]:
 
 @pytest.fixture(scope="module")
 def llamacpp_url() -> Iterator[str]:
-    """llama.cpp's own OpenAI-protocol server (llama-cpp-python) on the same GGUF file, started on a free port."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed (pip install 'langchain-slm-router[llamacpp]')")
+    """llama.cpp's own OpenAI-protocol server (llama-cpp-python) on the same GGUF file, started on a free port.
+
+    Only the ``llamacpp`` parameters use it; they carry ``requires("llama_cpp")`` (a skip without it, a failure under
+    ``CI=true``). Installed but not starting is a failure everywhere."""
     port = _free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--model_alias",
            "smollm2", "--logits_all", "true", "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1",
@@ -82,7 +82,7 @@ def llamacpp_url() -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.skip(f"llama.cpp's server did not start: {proc.stderr.read().decode()[-500:]}")
+                pytest.fail(f"llama.cpp's server did not start: {proc.stderr.read().decode()[-500:]}")
             try:
                 if httpx.get(f"{url}/models", timeout=2).status_code == 200:
                     break
@@ -116,13 +116,19 @@ def chat_openai(base_url: str, **kwargs):
     return ChatOpenAI(model="smollm2", base_url=base_url, api_key="not-needed", max_retries=0, timeout=60, **kwargs)
 
 
-@pytest.fixture(params=["local", "ollama", "openai", "llamacpp"])
+LLAMACPP = pytest.param("llamacpp", marks=pytest.mark.requires("llama_cpp"))
+FLOAT32 = ("local", "ollama", "openai")
+"""The backends that run the float32 transformers model (deterministic: behaviour checks hold on any CPU); llama.cpp's
+quantised kernels differ between CPUs, so its answers are checked by properties and agreement with float32."""
+
+
+@pytest.fixture(params=[*FLOAT32, LLAMACPP])
 def backend(request, slm: LocalSLM, engine: OllamaProtocolServer) -> SLMBackend:
     """Each stage-2 backend on the same SmolLM2 weights."""
     return make(request.param, request, slm, engine)
 
 
-@pytest.fixture(params=["ollama", "openai", "llamacpp"])
+@pytest.fixture(params=["ollama", "openai", LLAMACPP])
 def engine_backend(request, slm: LocalSLM, engine: OllamaProtocolServer) -> SLMBackend:
     """Each engine-served backend on the same SmolLM2 weights as the in-process one."""
     return make(request.param, request, slm, engine)
@@ -152,24 +158,34 @@ def _check(gen: SLMGeneration | Exception) -> SLMGeneration:
 
 
 # ------------------------------------------------------------------------------------------ conformance
-async def test_protocol_conformance(backend: SLMBackend) -> None:
+async def test_protocol_conformance(backend: SLMBackend, request) -> None:
+    float32 = request.node.callspec.params["backend"] in FLOAT32
     gens = backend.generate_batch([PARIS, COLOUR])
     paris, colour = (_check(g) for g in gens)
-    assert "Paris" in paris.text and paris.finished and colour.finished
+    for gen in (paris, colour):  # the token budget holds: an answer ends on its own or at the budget
+        assert gen.output_tokens <= MAX_NEW and (gen.finished or gen.output_tokens == MAX_NEW)
+    if float32:
+        assert "Paris" in paris.text and paris.finished and colour.finished
     if isinstance(backend, ChatModelSLM):  # engines report their top-k alternatives, chosen token included
         assert paris.top_logprobs is not None and len(paris.top_logprobs) == paris.signals.length
         assert all(1 <= len(top) <= 5 for top in paris.top_logprobs)
         assert max(paris.top_logprobs[0].values()) >= math.log(paris.token_probs[0]) - 1e-6
-    again = await backend.agenerate_batch([COLOUR, PARIS])  # async, reordered: same greedy answers
-    assert [g.text for g in again] == [colour.text, paris.text]
+    again = [_check(g) for g in await backend.agenerate_batch([COLOUR, PARIS])]  # async, reordered
+    if float32:  # same greedy answers
+        assert [g.text for g in again] == [colour.text, paris.text]
+    else:  # llama.cpp's server reuses the previous prompt's KV cache, computed in other shapes: words may part at a
+        # near-tie (seen on an AVX2 CPU), the first token's probability (same prompt) agrees within the tolerance
+        for first, second in zip((colour, paris), again):
+            assert abs(first.token_probs[0] - second.token_probs[0]) <= 2 * TOLERANCE["llamacpp"]
     assert backend.count_tokens(LONG) > backend.count_tokens(PARIS) > 5
 
 
-def test_overflow_rule(backend: SLMBackend) -> None:
+def test_overflow_rule(backend: SLMBackend, request) -> None:
     small = backend.model_copy(update={"max_input_tokens": 120, "overflow": "escalate"})
     out = small.generate_batch([LONG, PARIS])
     assert isinstance(out[0], QueryTooLongError) and "max_input_tokens" in str(out[0])
-    assert "Paris" in _check(out[1]).text
+    paris = _check(out[1])  # the other query of the batch is answered
+    assert "Paris" in paris.text or request.node.callspec.params["backend"] not in FLOAT32
     cut = backend.model_copy(update={"max_input_tokens": 120, "overflow": "truncate"}).generate(LONG)
     assert _check(cut).truncated_input
 

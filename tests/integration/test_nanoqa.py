@@ -3,7 +3,6 @@ adapter against the stock model, and typed errors for bad adapter files."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -157,11 +156,15 @@ def test_adapter_with_wrong_shapes(tmp_path: Path) -> None:
         LocalSLM(adapter=str(tmp_path / "shapes")).load()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
-def test_teacher_only_caches_answers_from_the_default_data(tmp_path) -> None:
-    """`slm-router train --teacher-only --teacher-gguf` with no --data-dir reads the same data as training."""
+@pytest.mark.requires("llama_cpp")
+def test_teacher_only_caches_answers_from_the_default_data(tmp_path, data_dir, monkeypatch) -> None:
+    """`slm-router train --teacher-only --teacher-gguf` with no --data-dir reads the same data as training: the
+    default data folder, here named by SLM_ROUTER_DATA_DIR (the shipped fixtures; never the network)."""
     from langchain_slm_router.cli import main
+    from langchain_slm_router.evaluation.datasets import DATA_DIR_ENV
     from langchain_slm_router.slm.local import default_model_path
+
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
 
     cache = tmp_path / "teacher.jsonl"
     assert main(["train", "--teacher-only", "--teacher-gguf", str(default_model_path()), "--teacher-answers",

@@ -182,6 +182,7 @@ def test_ollama_client_chat_generate_tags_show(server: RouterServer, expected) -
 
 
 # --------------------------------------------------------------------------- a RAG chain
+@pytest.mark.requires("minilm")  # the example's embeddings
 def test_rag_chain_pointed_at_the_server(server: RouterServer, router: SLMRouter) -> None:
     """A LangChain RAG chain (retriever | prompt | chat model | parser) with the server as its chat model."""
     from langchain_core.documents import Document

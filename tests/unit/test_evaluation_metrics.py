@@ -126,24 +126,24 @@ def test_calibration_targets_and_heldout() -> None:
         CalibrationTarget()
 
 
-def test_dataset_splits_are_disjoint_and_prefix_stable(data_dir) -> None:
+def test_dataset_splits_are_disjoint_and_prefix_stable(each_data_dir) -> None:
     for name in ("squad_v2", "nq_open", "gsm8k", "math"):
-        ev = load_dataset(name, data_dir, 30, seed=1)
-        cal = load_dataset(name, data_dir, 30, seed=1, split="calib")
+        ev = load_dataset(name, each_data_dir, 30, seed=1)
+        cal = load_dataset(name, each_data_dir, 30, seed=1, split="calib")
         assert len(ev) == len(cal) == 30
         assert not {i.id for i in ev} & {i.id for i in cal}
-        assert [i.id for i in load_dataset(name, data_dir, 10, seed=1)] == [i.id for i in ev[:10]]
-    squad = load_dataset("squad_v2", data_dir, 50, seed=0)
+        assert [i.id for i in load_dataset(name, each_data_dir, 10, seed=1)] == [i.id for i in ev[:10]]
+    squad = load_dataset("squad_v2", each_data_dir, 50, seed=0)
     assert any(i.unanswerable for i in squad) and any(not i.unanswerable for i in squad)
     assert all("unanswerable" in i.prompt and i.question in i.prompt for i in squad)
-    squad_cal = load_dataset("squad_v2", data_dir, 300, seed=0, split="calib")
+    squad_cal = load_dataset("squad_v2", each_data_dir, 300, seed=0, split="calib")
     assert not {i.prompt.split("Context: ")[1].split("\n\nQuestion")[0] for i in squad} & \
         {i.prompt.split("Context: ")[1].split("\n\nQuestion")[0] for i in squad_cal}
-    mixed = load_dataset("mixed", data_dir, 20, seed=0)
+    mixed = load_dataset("mixed", each_data_dir, 20, seed=0)
     assert {i.dataset for i in mixed} == {"squad_v2", "nq_open", "gsm8k", "math"}
     assert mixed_counts(20) == {"math": 8, "squad_v2": 4, "nq_open": 4, "gsm8k": 4}
     with pytest.raises(ValueError, match="unknown dataset"):
-        load_dataset("imagenet", data_dir)
+        load_dataset("imagenet", each_data_dir)
 
 
 def test_report_outputs(tmp_path) -> None:

@@ -19,8 +19,11 @@ import sympy.parsing.sympy_parser as sympy_parser
 from langchain_slm_router.errors import InvalidQueryError, MathTimeoutError
 from langchain_slm_router.math_engine import MathAnswer, MathDecline, MathEngine, default_math_engine
 
-DATA_DIR = Path(__file__).parents[2].parent / "shared" / "data"
-DEV_SET = DATA_DIR / "math_queries_dev.jsonl"
+DEV_SET = "math_queries_dev.jsonl"
+
+HANG_BOUND_S = 30.0
+"""A bound that only a hang breaks (a declined query takes milliseconds to a few seconds on a loaded machine); speed
+is measured in benchmarks, not asserted here."""
 
 _SYMBOLS = {c: sp.Symbol(c) for c in "abcdfghjklmnopqrstuvwxyz"}
 
@@ -61,7 +64,9 @@ def answers_match(got: str, expected: str) -> bool:
 
 @pytest.fixture(scope="module")
 def engine() -> MathEngine:
-    return MathEngine()
+    """The default engine with a generous clock: these tests are about answers, and a loaded machine can push a
+    sympy call (a first simplify, eight threads at once) past the default 1 s. The clock has its own tests below."""
+    return MathEngine(timeout_s=30)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -249,12 +254,11 @@ def test_non_str_query_raises(engine: MathEngine) -> None:
 # Dev set accuracy
 # ---------------------------------------------------------------------------------------------------------
 
-def test_dev_set_accuracy(engine: MathEngine) -> None:
-    if not DEV_SET.exists():
-        pytest.skip(f"dev set not found at {DEV_SET} (it lives outside the repo, in shared/data)")
-    rows = [json.loads(line) for line in DEV_SET.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _dev_set_accuracy(engine: MathEngine, path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     math_rows = [r for r in rows if r["kind"] != "not_math"]
     not_math = [r for r in rows if r["kind"] == "not_math"]
+    assert math_rows and not_math
     wrong = []
     for row in math_rows:
         result = engine.solve(row["query"])
@@ -264,6 +268,16 @@ def test_dev_set_accuracy(engine: MathEngine) -> None:
     accuracy = 1 - len(wrong) / len(math_rows)
     assert accuracy >= 0.98, wrong
     assert not taken
+
+
+def test_dev_set_accuracy_on_the_fixture_rows(engine: MathEngine, data_dir: Path) -> None:
+    """The shipped slice of the dev set: 6 queries of each kind and 8 not-math questions."""
+    _dev_set_accuracy(engine, data_dir / DEV_SET)
+
+
+def test_dev_set_accuracy_on_the_whole_dev_set(engine: MathEngine, shared_data_dir: Path) -> None:
+    """All 320 dev queries (the shared data; skipped without it, a failure under CI=true)."""
+    _dev_set_accuracy(engine, shared_data_dir / DEV_SET)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -344,20 +358,21 @@ def no_eval(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.parametrize("query", ABUSE, ids=lambda q: repr(q[:40]))
 def test_abuse_declined_quickly_without_eval(no_eval: None, query: str) -> None:
-    engine = MathEngine(max_query_chars=2_000_000)
+    engine = MathEngine(max_query_chars=2_000_000, timeout_s=HANG_BOUND_S)  # only a bound may decline, not the clock
     start = time.perf_counter()
     result = engine.explain(query)
     elapsed = time.perf_counter() - start
     assert isinstance(result, MathDecline), result
-    assert result.code != "error", result  # declined by the grammar or a bound, not by a crash
-    assert elapsed < 2.0
+    # declined by the grammar or a bound before any long computation: not by a crash, not by the clock
+    assert result.code not in ("error", "timeout", "busy"), result
+    assert elapsed < HANG_BOUND_S, (query[:40], elapsed)
 
 
 def test_deep_nesting_and_huge_input_with_default_engine(no_eval: None, engine: MathEngine) -> None:
     for query in ("(" * 10_000 + "1" + ")" * 10_000, "1+" * 500_000 + "1", "x" * 1_000_000):
-        start = time.perf_counter()
-        assert engine.solve(query) is None
-        assert time.perf_counter() - start < 0.5
+        decline = engine.explain(query)
+        # the length check declines before the query is read any further
+        assert isinstance(decline, MathDecline) and decline.code == "too_long", decline
     nested = "(" * 45 + "1" + ")" * 45  # under the length limit, over the depth limit
     decline = engine.explain(nested)
     assert isinstance(decline, MathDecline) and decline.code == "bounds"
@@ -376,11 +391,13 @@ def test_answers_still_exact_with_eval_forbidden(no_eval: None, engine: MathEngi
 # ---------------------------------------------------------------------------------------------------------
 
 def test_timeout_declines_or_raises() -> None:
-    slow = "integrate x^5*sin(x)^3"  # ~1 s of sympy on a dev machine
+    slow = "integrate x^5*sin(x)^3"  # ~1 s of sympy on an idle dev machine
     start = time.perf_counter()
     decline = MathEngine(timeout_s=0.05).explain(slow)
-    assert time.perf_counter() - start < 0.5
+    # the code says the clock stopped it; the wall bound only catches a wait for the whole computation on a
+    # machine under load (generous: 40 times the timeout)
     assert isinstance(decline, MathDecline) and decline.code in ("timeout", "busy")
+    assert time.perf_counter() - start < 2.0
     with pytest.raises(MathTimeoutError):
         MathEngine(timeout_s=0.05, raise_on_timeout=True).solve("integrate x^5*cos(x)^3")
 

@@ -1,4 +1,5 @@
-"""Hypothesis fuzzing of the math engine: any text in, a MathAnswer or None out, always within its bound."""
+"""Hypothesis fuzzing of the math engine: any text in, a MathAnswer or a typed decline out (never a crash-decline,
+``code == "error"``), and never a hang."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from hypothesis import strategies as st
 
 from langchain_slm_router.math_engine import MathAnswer, MathDecline, MathEngine
 
-# Small time bound so a pathological integral costs little; the assertion below is a generous correctness
-# bound (timeout + slot wait + thread overhead), not a performance target.
+# Small time bound so a pathological integral costs little; the assertion below is a bound that only a hang breaks
+# (timeout + slot wait + thread overhead on a loaded machine: 40 times the timeout), not a performance target.
 ENGINE = MathEngine(timeout_s=0.25)
-PER_CALL_BOUND_S = 2.0
+PER_CALL_BOUND_S = 10.0
 
 FUNCS = ["sin", "cos", "tan", "exp", "log", "ln", "sqrt", "abs", "factorial", "cbrt", "atan"]
 FRAMES = ["{}", "what is {}", "calculate {}", "{} = ?", "simplify {}", "factor {}", "expand {}",
@@ -52,6 +53,9 @@ def _check(query: str) -> None:
     assert elapsed < PER_CALL_BOUND_S, (query, elapsed)
     explained = ENGINE.explain(query)
     assert isinstance(explained, (MathAnswer, MathDecline))
+    # a decline names its reason (not math, a bound, the clock); "error" is sympy raising where the engine should
+    # have declined on its own terms: a crash turned into a decline
+    assert not (isinstance(explained, MathDecline) and explained.code == "error"), (query, explained)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
