@@ -88,6 +88,9 @@ class SLMGeneration(BaseModel):
     latency_ms: float
     early_exit: bool = False
     """True when generation was stopped early because the gate could no longer keep the answer."""
+    hidden: dict[str, list[float]] | None = None
+    """Hidden-state vectors of the generating pass, by name (``answer_mean@L15``, see :mod:`.hidden`), when the
+    backend captures them (``LocalSLM(hidden_layers=...)``); ``None`` for backends that cannot."""
 
 
 class SLMBackend(BaseModel, ABC):
