@@ -164,6 +164,11 @@ class SLMBackend(BaseModel, ABC):
                 "max_input_tokens."
             )
 
+    def weights_sha256(self) -> str | None:
+        """A sha256 naming the exact weights this backend answers with (a learned gate file is tied to it), or
+        ``None`` when the backend cannot know them (a model served elsewhere)."""
+        return None
+
     def with_system(self, messages: Sequence[ChatMessageDict]) -> list[dict[str, str]]:
         """The messages as plain dicts, with :attr:`system_prompt` first when they have no system message."""
         msgs = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]

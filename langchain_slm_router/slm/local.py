@@ -38,6 +38,7 @@ from langchain_slm_router.weights import (  # re-exported: weight identity lives
     DEFAULT_MODEL_NAME,
     INSTALL_HINT,
     default_model_path,
+    sha256_of,
 )
 from langchain_slm_router.slm.base import (
     ChatMessageDict,
@@ -226,6 +227,18 @@ def _quiet_gguf_progress() -> None:
         gguf_utils.tqdm = functools.partial(bar, disable=True)
 
 
+_HASHES: dict[tuple[str, int, int], str | None] = {}
+
+
+def _sha256_of(path: Path) -> str | None:
+    """:func:`~langchain_slm_router.weights.sha256_of`, once per file (path, size, time of change)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_of(path)
+    return _HASHES[key]
+
+
 @register_backend
 class LocalSLM(SLMBackend):
     """A local causal LM (transformers + torch) answering chat messages with token-level confidence signals.
@@ -286,6 +299,27 @@ class LocalSLM(SLMBackend):
             Path(self.model).stem if str(self.model).endswith(".gguf") else str(self.model)
         adapter = resolve_adapter(self.adapter, self.model)
         return base if adapter is None else f"{base}+{Path(adapter).name}"
+
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weight files (the GGUF file or the model folder's weight files, then the adapter's), so a
+        gate fitted for these weights can refuse others. Computed once per file (size and time of change)."""
+        source, gguf, _ = _resolve(self.model, self.gguf_file)
+        base = Path(source)
+        if gguf:
+            files = [base / gguf]
+        elif base.is_dir():
+            files = sorted(p for p in base.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+        else:  # a hub id: the files are not known before loading
+            return None
+        adapter = adapter_path(resolve_adapter(self.adapter, self.model))
+        if adapter is not None:
+            files.append(adapter / "adapter_model.safetensors")
+        digests = [d for d in (_sha256_of(f) for f in files) if d]
+        if len(digests) <= 1:
+            return digests[0] if digests else None
+        import hashlib
+
+        return hashlib.sha256("".join(digests).encode()).hexdigest()
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: Sequence[ChatMessageDict]) -> str:
