@@ -241,3 +241,26 @@ def test_gate_by_name_and_the_seed_rule_one_argument_away() -> None:
     router = SLMRouter(slm=CountingSLM(asked=[]), gate="threshold", fallback=None)
     assert isinstance(router.gate, GatePolicy) and router.gate.threshold == 0.6
     assert isinstance(SLMRouter(slm=CountingSLM(asked=[]), fallback=None).gate, GatePolicy)  # no shipped gate fits
+
+
+# ---------------------------------------------------------------------------------------------------- users' gates
+def test_the_traffic_log_keeps_hidden_states_and_train_gate_fits_a_probe_on_them(tmp_path) -> None:
+    import argparse
+
+    from langchain_slm_router.gates.training import TrafficLog, build_parser, run
+
+    X, y = separable(n=120, d=12)
+    log = TrafficLog(tmp_path / "pairs.jsonl")
+    for x, right in zip(X, y):
+        hidden = {"answer_mean@L2": [float(v) for v in x], "answer_mean@L4": [0.0] * 12,
+                  "last_prompt@L2": [1.0] * 12}
+        log.append([{"role": "user", "content": "Who wrote Hamlet?"}],
+                   generation("Shakespeare" if right else "Marlowe", [0.7, 0.6], hidden),
+                   "Shakespeare")  # agreement with the LLM: exactly the rows where the SLM said Shakespeare
+    first = json.loads((tmp_path / "pairs.jsonl").read_text().splitlines()[0])
+    assert set(first["slm"]["hidden"]) == {"answer_mean@L2", "answer_mean@L4", "last_prompt@L2"}
+    args = build_parser(argparse.ArgumentParser()).parse_args(
+        ["--traffic", str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "gate.json")])
+    assert run(args) == 0
+    gate = LearnedGate.load(tmp_path / "gate.json")
+    assert gate.probe is not None and gate.probe.vector == "answer_mean@L2" and PROBE_FEATURE in gate.feature_names
