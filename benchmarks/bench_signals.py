@@ -154,6 +154,50 @@ def table(rows: list[dict[str, Any]], cols: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def squad_titles(data_dir: str | None) -> dict[str, str]:
+    """SQuAD question id -> article title (the unit the splits are cut by)."""
+    from langchain_slm_router.evaluation.datasets import default_data_dir, read_rows
+
+    try:
+        return {r["id"]: r["title"] for r in read_rows("squad_v2", data_dir or default_data_dir())}
+    except Exception:  # noqa: BLE001 - no data folder: the CV table is left out
+        return {}
+
+
+def grouped_oof(rows: list[dict[str, Any]], groups: list[str], names: Sequence[str] | None,
+                vec: str | None) -> list[float]:
+    """Out-of-fold P(correct) with folds by group (GroupKFold, 4 folds); ``names=None``: the seed's mean_prob."""
+    import numpy as np
+    from sklearn.model_selection import GroupKFold
+
+    if names is None:
+        return [features(r)["mean_prob"] for r in rows]
+    out = [0.0] * len(rows)
+    for train, test in GroupKFold(n_splits=4).split(np.zeros(len(rows)), groups=groups):
+        part = [rows[i] for i in train]
+        if sum(r["correct"] for r in part) < 3:
+            continue
+        gate = fit_gate(part, names, vec, components=min(32, len(part) // 8))
+        for i, p in zip(test, gate_p(gate, [rows[i] for i in test])):
+            out[i] = p
+    return out
+
+
+def bootstrap_ci(p: Sequence[float], y: Sequence[bool], seed: int, n: int = 1000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the AUROC."""
+    from langchain_slm_router.evaluation.metrics import auroc
+
+    rng = random.Random(seed)
+    values = []
+    for _ in range(n):
+        idx = [rng.randrange(len(p)) for _ in p]
+        a = auroc([p[i] for i in idx], [y[i] for i in idx])
+        if a is not None:
+            values.append(a)
+    values.sort()
+    return values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -162,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vector", default=None, help="probe vector (default: the best on the calib split CV)")
     parser.add_argument("--write-default", default=None, help="write the pooled gate (for gates/shipped/) here")
     parser.add_argument("--plot", default=None, help="write the quality-vs-LLM-calls plot (PNG) here")
+    parser.add_argument("--data-dir", default=None, help="data folder (SQuAD article titles for the grouped CV)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -235,6 +280,20 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["dataset", "gate", "n", "right", "auroc", "ece", "auqc", "quality_at_seed_share", "llm_share", "quality",
             "precision", "recall", "f1", "slm_s_per_escalated"]
     print(table(results, cols))
+
+    # 1b. SQuAD by article: leave-articles-out cross-validation over every SQuAD label (calibration and evaluation
+    # articles alike; each question is scored by a gate that never saw its article), with a bootstrap CI
+    titles = squad_titles(args.data_dir)
+    squad_all = calib["squad_v2"] + evals["squad_v2"]
+    if titles and sum(r["correct"] for r in squad_all) >= 8:
+        cv = []
+        for name, (names, vec) in {"mean_prob (seed)": (None, None), **variants}.items():
+            p = grouped_oof(squad_all, [titles[r["id"].split(":", 1)[1]] for r in squad_all], names, vec)
+            y = [bool(r["correct"]) for r in squad_all]
+            lo, hi = bootstrap_ci(p, y, args.seed)
+            cv.append({"gate": name, "n": len(y), "right": sum(y), "auroc": auroc(p, y), "95% CI": f"{lo:.2f}-{hi:.2f}"})
+        print("\n## SQuAD 2.0, leave-articles-out CV over all SQuAD labels (8 articles, 4 folds)\n")
+        print(table(cv, ["gate", "n", "right", "auroc", "95% CI"]))
 
     # 2. per-task vs pooled, and transfer
     rows_pt = []
