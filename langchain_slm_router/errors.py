@@ -45,6 +45,15 @@ class GateFileError(SLMRouterError, ValueError):
     """A gate file is missing, malformed or tampered with (gate files are JSON data, never code)."""
 
 
+class GateSLMMismatchError(GateFileError):
+    """A learned gate file was fitted for other SLM weights than the router's SLM (its P(correct) would be
+    meaningless); the message names both."""
+
+
+class GateInputError(SLMRouterError, ValueError):
+    """The gate needs a signal the SLM's answer lacks (e.g. hidden states from a backend that gives none)."""
+
+
 class GenerationError(SLMRouterError, RuntimeError):
     """The small model failed while generating (in process, or its engine answered an error or a malformed reply)."""
 

@@ -34,7 +34,16 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
 from langchain_slm_router.fallback import (
@@ -45,6 +54,7 @@ from langchain_slm_router.fallback import (
     with_fallback_retry,
 )
 from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
+from langchain_slm_router.gates.defaults import default_gate, is_shipped
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
 from langchain_slm_router.savings import PriceTable, RouterStats, SavingsLedger
@@ -105,7 +115,9 @@ class SLMRouter(BaseModel):
         slm: the small model, any :class:`~langchain_slm_router.slm.SLMBackend` (default: the in-process
             :class:`~langchain_slm_router.slm.LocalSLM`); ``None`` disables it (every non-math query goes to the
             fallback). Its ``overflow`` setting decides what a prompt over its ``max_input_tokens`` gets.
-        gate: the :class:`~langchain_slm_router.gates.Gate` deciding whether the SLM's answer is kept.
+        gate: the :class:`~langchain_slm_router.gates.Gate` deciding whether the SLM's answer is kept; default the
+            shipped learned gate fitted for the SLM's weights (:mod:`~langchain_slm_router.gates.defaults`), else
+            the seed's rule ``GatePolicy()``; ``"threshold"`` (or ``"learned"`` with its options) by name.
         fallback: any LangChain chat model (or Runnable taking messages); default ``ChatOllama(model="mistral")``
             at ``OLLAMA_HOST``. ``None`` means no fallback: the SLM's answer is returned, marked low-confidence
             when the gate rejected it.
@@ -120,6 +132,7 @@ class SLMRouter(BaseModel):
     math_engine: MathEngine | None = Field(default_factory=MathEngine)
     slm: SerializeAsAny[SLMBackend] | None = Field(default_factory=LocalSLM)
     gate: SerializeAsAny[Gate] = Field(default_factory=GatePolicy)
+    """Set from the SLM when not given (see ``Args``)."""
     fallback: Any | None = Field(default_factory=default_fallback)
     on_fallback_error: Literal["raise", "return_slm"] = "raise"
     traffic_log: Path | None = None
@@ -139,10 +152,23 @@ class SLMRouter(BaseModel):
 
     _traffic: TrafficLog | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_gate(cls, data: Any) -> Any:
+        """No gate named (or ``"auto"``): the shipped gate for this SLM's weights, else the seed's rule."""
+        if isinstance(data, dict) and data.get("gate", "auto") == "auto":
+            slm = data["slm"] if "slm" in data else LocalSLM()
+            if isinstance(slm, dict):
+                options = dict(slm)
+                slm = make_backend(options.pop("backend", LocalSLM.backend_name), **options)
+            data = {**data, "slm": slm, "gate": default_gate(slm if isinstance(slm, SLMBackend) else None)}
+        return data
+
     def __init__(self, **data: Any) -> None:
         if "prices" in data:  # a bad price table is an InvalidPriceError, not pydantic's wrapped ValidationError
             data["prices"] = PriceTable.of(data["prices"])
         super().__init__(**data)
+        self.gate.check_slm(self.slm)  # here, not in a validator: its typed error must reach the caller as is
 
     def model_post_init(self, context: Any) -> None:
         if self.traffic_log is not None:
@@ -158,6 +184,8 @@ class SLMRouter(BaseModel):
     def _from_registry(cls, value: Any, info: ValidationInfo) -> Any:
         """A plain dict (e.g. a dumped configuration) builds the registered class its ``backend`` / ``gate`` key
         names (default: the local SLM; the threshold gate)."""
+        if isinstance(value, str) and info.field_name == "gate":
+            return make_gate(value)
         if not isinstance(value, dict):
             return value
         options = dict(value)
@@ -190,6 +218,10 @@ class SLMRouter(BaseModel):
         if unknown:
             raise TypeError(f"unknown SLMRouter option(s): {sorted(unknown)}")
         core = {**{k: getattr(self, k) for k in type(self).model_fields}, **fields}
+        if "slm" in fields and "gate" not in fields and is_shipped(self.gate):
+            core.pop("gate")  # the gate was chosen for the old SLM: choose again for the new one
+        if threshold is not None and "gate" not in core:
+            core["gate"] = default_gate(core["slm"])
         if threshold is not None:
             core["gate"] = core["gate"].with_threshold(threshold)
         slm = core["slm"]
@@ -379,7 +411,16 @@ class SLMRouter(BaseModel):
     def _slm_todo(self, jobs: list[_Job]) -> list[_Job]:
         if self.slm is None:
             return []
-        return [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.skip_slm]
+        todo = [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.skip_slm]
+        for job in todo:  # the gate's pre-generation step: a hopeless query skips the SLM
+            start = time.perf_counter()
+            pre = self.gate.pre_decide(job.conv.dicts)  # type: ignore[union-attr]
+            if pre is not None:
+                job.latency["pre_gate"] = elapsed_ms(start)
+                if not pre.keep:
+                    job.decision, job.skip_slm = pre, True
+                    job.reason = "sent to the fallback: the pre-generation gate expects the SLM to be wrong"
+        return [j for j in todo if not j.skip_slm]
 
     def _load_slm(self, todo: list[_Job]) -> None:
         start = time.perf_counter()

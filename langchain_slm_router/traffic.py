@@ -43,7 +43,9 @@ class TrafficLog:
             "messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in messages],
             "slm": {"text": generation.text, "token_probs": [round(p, 6) for p in generation.token_probs],
                     "token_entropies": [round(h, 5) for h in generation.token_entropies],
-                    "finished": generation.finished, "early_exit": generation.early_exit},
+                    "finished": generation.finished, "early_exit": generation.early_exit,
+                    **({"hidden": {k: [round(v, 5) for v in vec] for k, vec in generation.hidden.items()}}
+                       if generation.hidden else {})},
             "llm": {"text": llm_text},
         }, ensure_ascii=False)
         with self._lock:

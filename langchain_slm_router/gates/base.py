@@ -49,6 +49,15 @@ class Gate(BaseModel, ABC):
         """A copy whose headline threshold is ``threshold``."""
         raise TypeError(f"{type(self).__name__} has no threshold to set")
 
+    def check_slm(self, slm: Any) -> None:
+        """Raise a typed error when the gate cannot judge this SLM's answers (default: any SLM is fine)."""
+        return None
+
+    def pre_decide(self, messages: Sequence[ChatMessageDict]) -> GateDecision | None:
+        """Before the SLM runs: ``keep=False`` skips it for this query (sent to the fallback at once); ``None``
+        (default) when the gate has no pre-generation step."""
+        return None
+
     def early_exit(self) -> EarlyExit | None:
         """A stop rule the SLM may call while it generates (see :data:`~langchain_slm_router.slm.EarlyExit`).
 

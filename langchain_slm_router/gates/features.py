@@ -10,6 +10,11 @@ ended it) and the conversation it answered into a flat ``{name: float}`` dict wi
 * ``finished`` (the model ended the answer itself) and ``abstained`` (it declined: ``unanswerable`` ...);
 * grounding, for prompts that carry a context: ``grounding`` is the share of the answer's words found in the
   prompt, ``has_context`` whether the prompt is long enough to hold one;
+* context checks for RAG prompts (0 without a context): ``answer_in_context`` (the normalised answer is a
+  verbatim span of the prompt's context), ``question_in_context`` (the share of the question's words, its last
+  paragraph, found in the rest of the prompt: low means the context may not hold the answer) and
+  ``abstain_vs_context`` (+1 an abstention where the context covers little of the question, -1 one where it
+  covers most: ``abstained * (1 - 2 * question_in_context)``);
 * the query's shape, with no data-set-specific cue: ``log_query_words``, ``query_has_digits``,
   ``answer_has_digits``, ``n_turns``.
 
@@ -40,6 +45,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "abstained",
     "grounding",
     "has_context",
+    "answer_in_context",
+    "question_in_context",
+    "abstain_vs_context",
     "log_query_words",
     "query_has_digits",
     "answer_has_digits",
@@ -79,6 +87,17 @@ def gate_features(
     answer_words = _words(text)
     prompt_set = set(prompt_words)
     grounding = (sum(w in prompt_set for w in answer_words) / len(answer_words)) if answer_words else 0.0
+    has_context = len(prompt_words) >= CONTEXT_MIN_WORDS
+    abstained = float(n > 0 and is_abstention(text))
+    in_context = question_cover = 0.0
+    if has_context:
+        context, _, question = prompt.strip().rpartition("\n\n")
+        context_words = _words(context)
+        question_words = [w for w in _words(question) if len(w) > 2]
+        context_set = set(context_words)
+        question_cover = (sum(w in context_set for w in question_words) / len(question_words)
+                          if question_words else 0.0)
+        in_context = float(not abstained and bool(answer_words) and f" {' '.join(answer_words)} " in f" {' '.join(context_words)} ")
     return {
         "mean_prob": sum(probs) / n if n else 0.0,
         "min_prob": ordered[0] if n else 0.0,
@@ -90,9 +109,12 @@ def gate_features(
         "q50_prob": quantile(ordered, 0.50, empty=0.0),
         "first_prob": probs[0] if n else 0.0,
         "finished": float(bool(finished)),
-        "abstained": float(n > 0 and is_abstention(text)),
+        "abstained": abstained,
         "grounding": grounding,
-        "has_context": float(len(prompt_words) >= CONTEXT_MIN_WORDS),
+        "has_context": float(has_context),
+        "answer_in_context": in_context,
+        "question_in_context": question_cover,
+        "abstain_vs_context": abstained * (1.0 - 2.0 * question_cover) if has_context else 0.0,
         "log_query_words": math.log1p(len(prompt_words)),
         "query_has_digits": float(bool(_DIGIT.search(prompt))),
         "answer_has_digits": float(bool(_DIGIT.search(text))),

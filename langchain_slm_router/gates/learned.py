@@ -28,137 +28,28 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from langchain_slm_router.errors import GateFileError
+from langchain_slm_router.errors import GateFileError, GateSLMMismatchError
 from langchain_slm_router.gates.base import Gate, GateDecision, register_gate
 from langchain_slm_router.gates.features import FEATURE_NAMES, generation_features
-from langchain_slm_router.slm.base import ChatMessageDict, SLMGeneration
+from langchain_slm_router.gates.models import (
+    BoostedTrees,
+    IsotonicMap,
+    LogisticModel,
+    PlattMap,
+    TreeArrays,
+    fit_calibration,
+    fit_logistic,
+    fit_trees,
+)
+from langchain_slm_router.gates.pregen import PreGenerationGate
+from langchain_slm_router.gates.probe import HiddenProbe
+from langchain_slm_router.slm.base import ChatMessageDict, SLMBackend, SLMGeneration
+
+PROBE_FEATURE = "hidden_probe"
+"""The feature a gate with a :class:`HiddenProbe` adds: the probe's log-odds on the answer's hidden states."""
 
 GATE_FORMAT = "slm-router-gate/1"
 MAX_GATE_FILE_BYTES = 8_000_000
-
-_Finite = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LogisticModel(_Frozen):
-    """``score = intercept + sum(coef * (x - mean) / scale)``."""
-
-    kind: Literal["logistic"] = "logistic"
-    mean: list[_Finite]
-    scale: list[_Finite]
-    coef: list[_Finite]
-    intercept: _Finite
-
-    @model_validator(mode="after")
-    def _shapes(self) -> LogisticModel:
-        if not len(self.mean) == len(self.scale) == len(self.coef):
-            raise ValueError("mean, scale and coef must have one entry per feature")
-        if any(s <= 0 for s in self.scale):
-            raise ValueError("scale entries must be > 0")
-        return self
-
-    @property
-    def n_features(self) -> int:
-        return len(self.coef)
-
-    def score(self, x: Sequence[float]) -> float:
-        return self.intercept + sum(c * (v - m) / s for c, v, m, s in zip(self.coef, x, self.mean, self.scale))
-
-
-class TreeArrays(_Frozen):
-    """One regression tree as scikit-learn stores it: node arrays; a leaf has ``left == right == -1``."""
-
-    left: list[int]
-    right: list[int]
-    feature: list[int]
-    threshold: list[_Finite]
-    value: list[_Finite]
-
-    @model_validator(mode="after")
-    def _shapes(self) -> TreeArrays:
-        n = len(self.left)
-        if n == 0 or not n == len(self.right) == len(self.feature) == len(self.threshold) == len(self.value):
-            raise ValueError("tree arrays must be non-empty and of one length")
-        for i, (lo, hi) in enumerate(zip(self.left, self.right)):
-            if (lo == -1) != (hi == -1):
-                raise ValueError(f"node {i}: a node has both children or none")
-            if lo != -1 and not (i < lo < n and i < hi < n):
-                raise ValueError(f"node {i}: children must point forward inside the tree")
-        return self
-
-    def predict(self, x: Sequence[float]) -> float:
-        node = 0
-        while self.left[node] != -1:  # children point forward, so this ends within len(left) steps
-            node = self.left[node] if x[self.feature[node]] <= self.threshold[node] else self.right[node]
-        return self.value[node]
-
-
-class BoostedTrees(_Frozen):
-    """``score = init + learning_rate * sum(tree(x))`` (scikit-learn's binary gradient boosting, log-loss)."""
-
-    kind: Literal["gbt"] = "gbt"
-    n_features: int = Field(ge=1)
-    init: _Finite
-    learning_rate: _Finite = Field(gt=0)
-    trees: list[TreeArrays] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _features_in_range(self) -> BoostedTrees:
-        for tree in self.trees:
-            if any(f >= self.n_features or (f < 0 and lo != -1) for f, lo in zip(tree.feature, tree.left)):
-                raise ValueError("a tree splits on a feature index outside the feature list")
-        return self
-
-    def score(self, x: Sequence[float]) -> float:
-        return self.init + self.learning_rate * sum(t.predict(x) for t in self.trees)
-
-
-class IsotonicMap(_Frozen):
-    """Piecewise-linear map from score to probability (scikit-learn's ``IsotonicRegression`` thresholds)."""
-
-    kind: Literal["isotonic"] = "isotonic"
-    x: list[_Finite] = Field(min_length=1)
-    y: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _shapes(self) -> IsotonicMap:
-        if len(self.x) != len(self.y):
-            raise ValueError("isotonic x and y must have the same length")
-        if any(b < a for a, b in zip(self.x, self.x[1:])) or any(b < a for a, b in zip(self.y, self.y[1:])):
-            raise ValueError("isotonic x and y must be non-decreasing")
-        return self
-
-    def __call__(self, score: float) -> float:
-        x, y = self.x, self.y
-        if score <= x[0]:
-            return y[0]
-        if score >= x[-1]:
-            return y[-1]
-        lo, hi = 0, len(x) - 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if x[mid] <= score:
-                lo = mid
-            else:
-                hi = mid
-        if x[hi] == x[lo]:
-            return y[hi]
-        return y[lo] + (y[hi] - y[lo]) * (score - x[lo]) / (x[hi] - x[lo])
-
-
-class PlattMap(_Frozen):
-    """``p = 1 / (1 + exp(-(a * score + b)))``."""
-
-    kind: Literal["platt"] = "platt"
-    a: _Finite
-    b: _Finite
-
-    def __call__(self, score: float) -> float:
-        z = self.a * score + self.b
-        return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
 
 
 @register_gate
@@ -183,12 +74,22 @@ class LearnedGate(Gate):
     """Keep the answer when P(correct) >= this."""
     info: dict[str, Any] = Field(default_factory=dict)
     """What the gate was fit on (data, sizes, label rule) and its held-out metrics; informational."""
+    probe: HiddenProbe | None = None
+    """A linear probe on the SLM's hidden states; its score is the feature ``hidden_probe``."""
+    pre: PreGenerationGate | None = None
+    """Optional pre-generation gate: the router skips the SLM for a query it finds hopeless."""
+    slm_name: str | None = None
+    """The SLM the gate was fitted for (informational; ``slm_sha256`` is what is checked)."""
+    slm_sha256: str | None = None
+    """sha256 of that SLM's weights (:meth:`SLMBackend.weights_sha256`): a router whose SLM has other weights
+    refuses the gate (:class:`~langchain_slm_router.errors.GateSLMMismatchError`). ``None``: not tied to one."""
 
     @model_validator(mode="after")
     def _consistent(self) -> LearnedGate:
-        unknown = [f for f in self.feature_names if f not in FEATURE_NAMES]
+        known = (*FEATURE_NAMES, PROBE_FEATURE) if self.probe is not None else FEATURE_NAMES
+        unknown = [f for f in self.feature_names if f not in known]
         if unknown:
-            raise ValueError(f"unknown feature names {unknown}; known: {list(FEATURE_NAMES)}")
+            raise ValueError(f"unknown feature names {unknown}; known: {list(known)}")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError("feature names must be unique")
         if self.model.n_features != len(self.feature_names):
@@ -205,8 +106,30 @@ class LearnedGate(Gate):
     def with_threshold(self, threshold: float) -> LearnedGate:
         return self.model_copy(update={"min_p_correct": float(threshold)})
 
-    def decide(self, generation: SLMGeneration, messages: Sequence[ChatMessageDict] = ()) -> GateDecision:
+    def check_slm(self, slm: SLMBackend | None) -> None:
+        """Refuse an SLM whose weights differ from those the gate was fitted for."""
+        if self.slm_sha256 is None or slm is None:
+            return
+        theirs = slm.weights_sha256()
+        if theirs != self.slm_sha256:
+            raise GateSLMMismatchError(
+                f"This learned gate was fitted for the SLM {self.slm_name or '?'} (weights sha256 "
+                f"{self.slm_sha256[:12]}...), but the router's SLM is {slm.model_name} (weights "
+                f"{(theirs or 'unknown')[:12]}...): its P(correct) would mean nothing for that model. Fit a gate "
+                "for this SLM (`slm-router train-gate`), or use gate='threshold'.")
+
+    def pre_decide(self, messages: Sequence[ChatMessageDict]) -> GateDecision | None:
+        return self.pre.decide(messages) if self.pre is not None else None
+
+    def features_of(self, generation: SLMGeneration, messages: Sequence[ChatMessageDict] = ()) -> dict[str, float]:
+        """Every feature of one answer, with ``hidden_probe`` when the gate has a probe."""
         features = generation_features(generation, messages)
+        if self.probe is not None:
+            features[PROBE_FEATURE] = self.probe.score(generation.hidden)
+        return features
+
+    def decide(self, generation: SLMGeneration, messages: Sequence[ChatMessageDict] = ()) -> GateDecision:
+        features = self.features_of(generation, messages)
         p = self.p_correct(features)
         used = {name: round(features[name], 6) for name in self.feature_names}
         if generation.signals.length == 0:
@@ -289,6 +212,11 @@ class LearnedGate(Gate):
         min_p_correct: float = 0.5,
         seed: int = 0,
         info: Mapping[str, Any] | None = None,
+        hidden: Sequence[Mapping[str, Sequence[float]] | None] | None = None,
+        probe_vector: str | None = None,
+        probe_components: int | None = 64,
+        probe_c: float = 0.05,
+        slm: SLMBackend | None = None,
     ) -> LearnedGate:
         """Fit the scoring model on one part of the rows and the calibration map on the other.
 
@@ -304,6 +232,12 @@ class LearnedGate(Gate):
             min_p_correct: the keep threshold of the returned gate.
             seed: random seed of the split and the trees.
             info: what the rows are, stored in the file.
+            hidden: per row, the answer's hidden-state vectors (``SLMGeneration.hidden``); with ``probe_vector``
+                a :class:`HiddenProbe` on that vector is fit and its score added as the feature ``hidden_probe``
+                (out-of-fold scores, 5 folds, on the fitting part, so the combiner does not trust an overfit probe).
+            probe_components: PCA components of the probe (``None``: the whole vector).
+            probe_c: the probe's inverse L2 strength.
+            slm: the SLM the rows came from; the gate is tied to its weights (``slm_sha256``).
         """
         import numpy as np
         from sklearn.model_selection import train_test_split
@@ -316,18 +250,34 @@ class LearnedGate(Gate):
             raise ValueError(f"fitting a gate needs at least 10 rows with both right and wrong answers "
                              f"(got {len(y)} rows, {int(y.sum())} right)")
         X = np.asarray([[float(r[n]) for n in names] for r in rows], dtype=float)
+        index = np.arange(len(y))
         if calibration == "none":
-            X_fit, y_fit, X_cal, y_cal = X, y, X[:0], y[:0]
+            fit_idx, cal_idx = index, index[:0]
         else:
             stratify = y if min(y.sum(), len(y) - y.sum()) >= 2 else None
-            X_fit, X_cal, y_fit, y_cal = train_test_split(X, y, test_size=calib_fraction, random_state=seed,
-                                                          stratify=stratify)
-        scorer = _fit_logistic(X_fit, y_fit) if model == "logistic" else _fit_trees(X_fit, y_fit, seed)
+            fit_idx, cal_idx = train_test_split(index, test_size=calib_fraction, random_state=seed,
+                                                stratify=stratify)
+        probe: HiddenProbe | None = None
+        if probe_vector is not None:
+            if hidden is None or any(h is None or probe_vector not in h for h in hidden):
+                raise ValueError(f"a probe on {probe_vector!r} needs that hidden vector for every row")
+            H = np.asarray([h[probe_vector] for h in hidden], dtype=float)  # type: ignore[index]
+            column = np.zeros(len(y))
+            column[fit_idx] = _out_of_fold(H[fit_idx], y[fit_idx], probe_vector, probe_components, probe_c, seed)
+            probe = HiddenProbe.fit(H[fit_idx], y[fit_idx], probe_vector, components=probe_components, c=probe_c,
+                                    seed=seed)
+            column[cal_idx] = [probe.score({probe_vector: h}) for h in H[cal_idx]]
+            X = np.column_stack([X, column])
+            names.append(PROBE_FEATURE)
+        X_fit, y_fit, X_cal, y_cal = X[fit_idx], y[fit_idx], X[cal_idx], y[cal_idx]
+        scorer = fit_logistic(X_fit, y_fit) if model == "logistic" else fit_trees(X_fit, y_fit, seed)
         cal: IsotonicMap | PlattMap | None = None
         if calibration != "none":
             scores = np.asarray([scorer.score(x) for x in X_cal])
-            cal = _fit_calibration(scores, y_cal, calibration)
-        gate = cls(feature_names=names, model=scorer, calibration=cal, min_p_correct=min_p_correct,
+            cal = fit_calibration(scores, y_cal, calibration)
+        gate = cls(feature_names=names, model=scorer, calibration=cal, min_p_correct=min_p_correct, probe=probe,
+                   slm_name=slm.model_name if slm is not None else None,
+                   slm_sha256=slm.weights_sha256() if slm is not None else None,
                    info={**dict(info or {}), "n_rows": len(y), "n_right": int(y.sum()), "n_fit": len(y_fit),
                          "n_calibration": len(y_cal), "model": model, "calibration": calibration, "seed": seed})
         if len(y_cal):
@@ -339,49 +289,22 @@ class LearnedGate(Gate):
         return gate
 
 
-def _fit_logistic(X: Any, y: Any) -> LogisticModel:
+def _out_of_fold(H: Any, y: Any, vector: str, components: int | None, c: float, seed: int) -> Any:
+    """Probe scores of each row from a probe fit on the other folds (stratified 5-fold)."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    clf = LogisticRegression(C=1.0, max_iter=2000).fit((X - mean) / scale, y)
-    return LogisticModel(mean=mean.tolist(), scale=scale.tolist(), coef=clf.coef_[0].tolist(),
-                         intercept=float(clf.intercept_[0]))
-
-
-def _fit_trees(X: Any, y: Any, seed: int) -> BoostedTrees:
-    import numpy as np
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    clf = GradientBoostingClassifier(n_estimators=60, max_depth=2, learning_rate=0.1, subsample=0.8,
-                                     random_state=seed).fit(X, y)
-    prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-    trees = []
-    for est in clf.estimators_[:, 0]:
-        t = est.tree_
-        trees.append(TreeArrays(left=t.children_left.tolist(), right=t.children_right.tolist(),
-                                feature=t.feature.tolist(), threshold=t.threshold.tolist(),
-                                value=t.value[:, 0, 0].tolist()))
-    return BoostedTrees(n_features=X.shape[1], init=math.log(prior / (1 - prior)),
-                        learning_rate=float(clf.learning_rate), trees=trees)
-
-
-def _fit_calibration(scores: Any, y: Any, kind: str) -> IsotonicMap | PlattMap:
-    if kind == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, y)
-        return IsotonicMap(x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(scores.reshape(-1, 1), y)
-    return PlattMap(a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+    out = np.zeros(len(y))
+    folds = max(2, min(5, int(y.sum()), int(len(y) - y.sum())))
+    for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(H, y):
+        probe = HiddenProbe.fit(H[train], y[train], vector, components=components, c=c, seed=seed)
+        out[test] = [probe.score({vector: h}) for h in H[test]]
+    return out
 
 
 __all__ = [
     "GATE_FORMAT",
+    "PROBE_FEATURE",
     "BoostedTrees",
     "IsotonicMap",
     "LearnedGate",

@@ -55,9 +55,13 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
-def traffic_examples(rows: Iterable[Mapping[str, Any]], bar: float = AGREEMENT_F1_BAR
+def traffic_examples(rows: Iterable[Mapping[str, Any]], bar: float = AGREEMENT_F1_BAR,
+                     hidden: list[dict[str, list[float]] | None] | None = None
                      ) -> tuple[list[dict[str, float]], list[bool]]:
-    """Features and agreement labels of logged traffic pairs (early-exited drafts are left out: cut short)."""
+    """Features and agreement labels of logged traffic pairs (early-exited drafts are left out: cut short).
+
+    ``hidden``, when given, is filled with each kept pair's hidden-state vectors (``None`` where none were logged).
+    """
     feats, labels = [], []
     for row in rows:
         slm, llm = row.get("slm") or {}, row.get("llm") or {}
@@ -66,6 +70,8 @@ def traffic_examples(rows: Iterable[Mapping[str, Any]], bar: float = AGREEMENT_F
         feats.append(gate_features(slm["token_probs"], slm.get("token_entropies", []), slm.get("text", ""),
                                    bool(slm.get("finished", True)), row.get("messages", [])))
         labels.append(agreement_label(slm.get("text", ""), llm.get("text", ""), bar))
+        if hidden is not None:
+            hidden.append(slm.get("hidden"))
     return feats, labels
 
 
@@ -121,6 +127,9 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--calibration", choices=["isotonic", "platt"], default="isotonic")
     parser.add_argument("--min-p-correct", type=float, default=0.5, help="keep threshold on P(correct)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe-vector", default="auto",
+                        help="with --traffic: the hidden-state vector to fit a probe on (e.g. answer_mean@L15); "
+                             "'auto': the middle layer's answer mean when every pair logged hidden states; 'none'")
     parser.add_argument("--out", required=True, help="where to write the gate JSON")
     return parser
 
@@ -129,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     """Fit and save a gate; prints what it was fit on and its calibration-split metrics."""
     from langchain_slm_router.gates.learned import LearnedGate
 
+    hidden: list[dict[str, list[float]] | None] = []
+    probe_vector: str | None = None
     if args.records:
         rows: list[dict[str, float]] = []
         labels: list[bool] = []
@@ -140,20 +151,37 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows, labels = [], []
         for path in args.traffic:
-            f, y = traffic_examples(read_jsonl(path), args.agreement_bar)
+            f, y = traffic_examples(read_jsonl(path), args.agreement_bar, hidden)
             rows += f
             labels += y
         source = {"traffic": [str(p) for p in args.traffic], "label": "agreement"}
+        probe_vector = _probe_vector(hidden, getattr(args, "probe_vector", "auto"))
     if args.label == "agreement" or args.traffic:
         source["agreement_bar"] = args.agreement_bar
     gate = LearnedGate.fit(rows, labels, model=args.model, calibration=args.calibration,
-                           min_p_correct=args.min_p_correct, seed=args.seed, info=source)
+                           min_p_correct=args.min_p_correct, seed=args.seed, info=source,
+                           hidden=hidden if probe_vector else None, probe_vector=probe_vector,
+                           probe_components=min(64, max(2, len(rows) // 10)))
     out = gate.save(args.out)
     metrics = gate.info.get("calibration_split", {})
     print(f"gate written to {out}: {gate.info['n_rows']} examples ({gate.info['n_right']} right), "
           f"{args.model} + {args.calibration}; calibration split AUROC {metrics.get('auroc')}, "
           f"ECE {metrics.get('ece')}")
     return 0
+
+
+def _probe_vector(hidden: Sequence[Mapping[str, Any] | None], choice: str) -> str | None:
+    """The vector ``train-gate`` fits a probe on: ``choice``, or with ``"auto"`` the middle captured layer's answer
+    mean when every pair has hidden states (``None``: no probe)."""
+    if choice == "none" or not hidden or any(h is None for h in hidden):
+        if choice not in ("none", "auto"):
+            raise ValueError(f"--probe-vector {choice}: not every traffic pair logged hidden states")
+        return None
+    if choice != "auto":
+        return choice
+    means = sorted((k for k in hidden[0] if k.startswith("answer_mean@L")),  # type: ignore[union-attr]
+                   key=lambda k: int(k.rpartition("L")[2]))
+    return means[(len(means) - 1) // 2] if means else None
 
 
 __all__ = ["AGREEMENT_F1_BAR", "TrafficLog", "agreement_label", "build_parser", "load_records", "read_jsonl",

@@ -88,6 +88,9 @@ class SLMGeneration(BaseModel):
     latency_ms: float
     early_exit: bool = False
     """True when generation was stopped early because the gate could no longer keep the answer."""
+    hidden: dict[str, list[float]] | None = None
+    """Hidden-state vectors of the generating pass, by name (``answer_mean@L15``, see :mod:`.hidden`), when the
+    backend captures them (``LocalSLM(hidden_layers=...)``); ``None`` for backends that cannot."""
 
 
 class SLMBackend(BaseModel, ABC):
@@ -160,6 +163,11 @@ class SLMBackend(BaseModel, ABC):
                 f"{limit} (max_input_tokens={self.max_input_tokens}). Set overflow='truncate' to cut it, or raise "
                 "max_input_tokens."
             )
+
+    def weights_sha256(self) -> str | None:
+        """A sha256 naming the exact weights this backend answers with (a learned gate file is tied to it), or
+        ``None`` when the backend cannot know them (a model served elsewhere)."""
+        return None
 
     def with_system(self, messages: Sequence[ChatMessageDict]) -> list[dict[str, str]]:
         """The messages as plain dicts, with :attr:`system_prompt` first when they have no system message."""

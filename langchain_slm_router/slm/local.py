@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import nullcontext
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +31,14 @@ from pydantic import Field, PrivateAttr
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
 from langchain_slm_router.slm.adapter import AUTO, adapter_path, apply_adapter, check_base, resolve_adapter
+from langchain_slm_router.slm.hidden import DEFAULT_HIDDEN_LAYERS, HiddenCapture
 from langchain_slm_router.weights import (  # re-exported: weight identity lives in the leaf module
     DEFAULT_GGUF_FILE,
     DEFAULT_GGUF_PACKAGE,
     DEFAULT_MODEL_NAME,
     INSTALL_HINT,
     default_model_path,
+    sha256_of,
 )
 from langchain_slm_router.slm.base import (
     ChatMessageDict,
@@ -224,6 +227,18 @@ def _quiet_gguf_progress() -> None:
         gguf_utils.tqdm = functools.partial(bar, disable=True)
 
 
+_HASHES: dict[tuple[str, int, int], str | None] = {}
+
+
+def _sha256_of(path: Path) -> str | None:
+    """:func:`~langchain_slm_router.weights.sha256_of`, once per file (path, size, time of change)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_of(path)
+    return _HASHES[key]
+
+
 @register_backend
 class LocalSLM(SLMBackend):
     """A local causal LM (transformers + torch) answering chat messages with token-level confidence signals.
@@ -251,6 +266,11 @@ class LocalSLM(SLMBackend):
     """Fine-tuned peft adapter merged into the model: ``"auto"`` (the shipped NanoQA adapter on the default model
     when it is the default, see docs/nanoqa.md; nothing on other models), ``"nanoqa"``, a folder, or ``None`` (the
     stock model)."""
+    hidden_layers: list[int | str] | None = None
+    """Decoder layers (1-based; ``0`` the last, ``-k`` the ``k``-th before it) whose states at the last prompt
+    token and averaged over the answer tokens are kept in :attr:`SLMGeneration.hidden`, captured with hooks in
+    the generating pass (no second pass), for hidden-state probes (:mod:`~langchain_slm_router.slm.hidden`).
+    ``"middle"`` is the middle layer. ``None`` (default): the middle and the last layer; ``[]``: none."""
     device: str = "cpu"
     """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
 
@@ -279,6 +299,27 @@ class LocalSLM(SLMBackend):
             Path(self.model).stem if str(self.model).endswith(".gguf") else str(self.model)
         adapter = resolve_adapter(self.adapter, self.model)
         return base if adapter is None else f"{base}+{Path(adapter).name}"
+
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weight files (the GGUF file or the model folder's weight files, then the adapter's), so a
+        gate fitted for these weights can refuse others. Computed once per file (size and time of change)."""
+        source, gguf, _ = _resolve(self.model, self.gguf_file)
+        base = Path(source)
+        if gguf:
+            files = [base / gguf]
+        elif base.is_dir():
+            files = sorted(p for p in base.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+        else:  # a hub id: the files are not known before loading
+            return None
+        adapter = adapter_path(resolve_adapter(self.adapter, self.model))
+        if adapter is not None:
+            files.append(adapter / "adapter_model.safetensors")
+        digests = [d for d in (_sha256_of(f) for f in files) if d]
+        if len(digests) <= 1:
+            return digests[0] if digests else None
+        import hashlib
+
+        return hashlib.sha256("".join(digests).encode()).hexdigest()
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: Sequence[ChatMessageDict]) -> str:
@@ -416,9 +457,11 @@ class LocalSLM(SLMBackend):
         watch = _EarlyExitWatch(early_exit, len(batch), self.max_new_tokens, stops) if early_exit else None
         extra: dict[str, Any] = watch.generate_kwargs() if watch is not None else {}
         extra["stopping_criteria"] = _with_cancel(extra.get("stopping_criteria"))
+        layers = self.hidden_layers if self.hidden_layers is not None else DEFAULT_HIDDEN_LAYERS
+        capture = HiddenCapture(loaded.model, layers) if layers else nullcontext()
         started = time.perf_counter()
         try:
-            with loaded.lock, torch.inference_mode():
+            with loaded.lock, torch.inference_mode(), capture:
                 if cancelled():  # the caller left while this batch waited for the model
                     raise RuntimeError("the caller was cancelled before generation started")
                 result = loaded.model.generate(
@@ -458,6 +501,7 @@ class LocalSLM(SLMBackend):
                     finished=not exited and (n < len(toks) or n < self.max_new_tokens),
                     latency_ms=elapsed_ms / len(batch),
                     early_exit=exited,
+                    hidden=capture.vectors(row, n) if isinstance(capture, HiddenCapture) else None,
                 )
             )
         return out

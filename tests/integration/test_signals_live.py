@@ -1,0 +1,56 @@
+"""Issue 18 on the real default SLM: hidden states of the generating pass, and the default gate of a bare router."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langchain_slm_router.gates import GatePolicy, LearnedGate, gate_features
+from langchain_slm_router.gates import defaults
+from langchain_slm_router.gates.learned import PROBE_FEATURE
+from langchain_slm_router.router import SLMRouter
+from langchain_slm_router.slm import LocalSLM
+
+pytestmark = pytest.mark.integration
+
+QUESTIONS = [[{"role": "user", "content": "What is the capital of France?"}],
+             [{"role": "user", "content": "Who wrote the play Hamlet?"}]]
+
+
+def test_hidden_states_come_from_the_generating_pass_and_change_no_answer(slm: LocalSLM) -> None:
+    plain = slm.model_copy(update={"hidden_layers": [], "max_new_tokens": 16})
+    captured = slm.model_copy(update={"hidden_layers": None, "max_new_tokens": 16})
+    a, b = plain.generate_batch(QUESTIONS), captured.generate_batch(QUESTIONS)
+    for x, y in zip(a, b):
+        assert x.text == y.text and x.token_probs == y.token_probs and x.hidden is None
+        assert set(y.hidden) == {"last_prompt@L15", "answer_mean@L15", "last_prompt@L30", "answer_mean@L30"}
+        assert all(len(v) == 576 and np.isfinite(v).all() for v in y.hidden.values())
+        assert y.hidden["answer_mean@L15"] != y.hidden["last_prompt@L15"]  # the answer moved the state
+
+
+def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(slm, tmp_path, monkeypatch) -> None:
+    """A gate file for the default SLM's weights in the shipped folder becomes SLMRouter()'s gate; the trace
+    carries P(correct) and the features, the hidden-state probe's score among them."""
+    rng = np.random.default_rng(0)
+    y = list(rng.random(80) < 0.4)
+    rows = [gate_features([0.9, 0.5], [0.1, 0.4], "Paris", True, QUESTIONS[0]) for _ in y]
+    hidden = [{"answer_mean@L15": list(rng.normal(size=576) + (1.0 if v else -1.0))} for v in y]
+    gate = LearnedGate.fit(rows, y, feature_names=["mean_prob", "first_prob"], hidden=hidden,
+                           probe_vector="answer_mean@L15", probe_components=8, slm=LocalSLM(),
+                           info={"shipped": True})
+    gate.save(tmp_path / "smollm2.json")
+    monkeypatch.setattr(defaults, "SHIPPED_GATES_DIR", tmp_path)
+    defaults.shipped_gates.cache_clear()
+    try:
+        router = SLMRouter(fallback=None, math_engine=None)
+        assert router.gate == gate
+        fast = router.with_options(max_tokens=16)
+        assert fast.gate == gate  # same weights, same gate
+        result = fast.route("What is the capital of France?")
+        assert result.stage == "slm" and result.slm_answer  # no fallback: the SLM's answer, kept or low-confidence
+        assert result.p_correct is not None and 0.0 <= result.p_correct <= 1.0
+        assert result.gate_features is not None and PROBE_FEATURE in result.gate_features
+        assert isinstance(SLMRouter(gate="threshold", fallback=None).gate, GatePolicy)  # the seed's rule by name
+        assert isinstance(SLMRouter(slm=None, fallback=None).gate, GatePolicy)  # no SLM: no gate file fits
+    finally:
+        defaults.shipped_gates.cache_clear()
