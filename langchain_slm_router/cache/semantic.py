@@ -153,7 +153,7 @@ class SemanticCache(BaseModel):
 
     def model_post_init(self, context: Any) -> None:
         if self.max_false_hit_rate is not None:
-            self._threshold = AdaptiveThreshold(max_false_hit_rate=self.max_false_hit_rate)
+            self._threshold = AdaptiveThreshold(max_false_hit_rate=self.max_false_hit_rate, seed=self.seed)
         else:
             self._threshold = StaticThreshold(similarity=self.similarity_threshold)
         self._rng = random.Random(self.seed)

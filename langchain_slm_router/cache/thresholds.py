@@ -8,14 +8,17 @@ Caching", ICLR 2026; written from the paper, none of its code used). Each cached
 observations of later questions matched against it: (similarity, whether its answer was right for them). The
 probability that the entry's answer is right for a question at similarity ``s`` is modelled per entry as a
 logistic curve, ``P(correct | s) = sigmoid(a + b (s - s0))`` (the paper's ``sigmoid(gamma (s - t))``, threshold
-``t = s0 - a / b``), fitted online by maximum a-posteriori estimation. The entry is served only when the
-*upper confidence bound* of its error probability at ``s`` is at most the user's ``max_false_hit_rate``:
+``t = s0 - a / b``), fitted online by maximum a-posteriori estimation, with a Laplace posterior. As in the paper,
+the decision is randomised so that the error rate is bounded per request: with ``e`` the *upper confidence bound*
+of the entry's error probability at ``s`` and ``delta`` the user's ``max_false_hit_rate``, the cached answer is
+served with probability ``min(1, delta / e)`` and otherwise explored (answered afresh). A request is then
+answered wrongly from the cache with probability at most ``min(1, delta / e) * e <= delta``.
 
 * an entry that has seen close hard negatives learns a high threshold, one that has only seen paraphrases a
   lower one, so the bound holds per entry instead of on average;
-* an entry with little evidence has a wide bound and is not served: its question is answered afresh and the two
-  answers are compared (the *verification* that feeds the curve); a served hit is verified again at
-  ``verify_rate`` (at the cost of a model call), and a user's "wrong answer" is one more observation.
+* an explored question is answered afresh and the two answers are compared (the *verification* that feeds the
+  curve); a served hit is verified again at ``verify_rate`` (at the cost of a model call), and a user's "wrong
+  answer" is one more observation.
 
 Where the paper starts each entry from no knowledge, the prior of each entry's curve here is the curve fitted on
 all entries' observations together (a hierarchical prior), so a new entry starts from what the cache has learned
@@ -25,6 +28,7 @@ about the embedding model's similarities rather than from scratch; its own obser
 from __future__ import annotations
 
 import math
+import random
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -45,6 +49,8 @@ class Decision(NamedTuple):
     """Serve the cached answer."""
     p_wrong: float | None = None
     """The (upper bound of the) probability that the cached answer is wrong for this question, when modelled."""
+    serve_probability: float | None = None
+    """The probability with which a randomised threshold served it."""
 
 
 class Threshold(BaseModel, ABC):
@@ -74,18 +80,32 @@ class StaticThreshold(Threshold):
         return Decision(hit=similarity >= self.similarity)
 
 
-def _fit(s: np.ndarray, y: np.ndarray, mean: np.ndarray, prec: np.ndarray, iters: int = 12
+def _fit(s: np.ndarray, y: np.ndarray, mean: np.ndarray, prec: np.ndarray, iters: int = 25
          ) -> tuple[np.ndarray, np.ndarray]:
-    """MAP logistic regression of y on (1, s - s0) under a Gaussian prior; returns (params, posterior covariance)."""
+    """MAP logistic regression of y on (1, s - s0) under a Gaussian prior (damped Newton steps); returns
+    (params, Laplace posterior covariance)."""
     x = np.stack([np.ones_like(s), s - _S0], axis=1)
+
+    def objective(w: np.ndarray) -> float:
+        eta = x @ w
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)) - 0.5 * (w - mean) @ prec @ (w - mean))
+
     w = mean.copy()
+    current = objective(w)
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
         grad = x.T @ (y - p) - prec @ (w - mean)
         hess = (x * (p * (1 - p))[:, None]).T @ x + prec
         step = np.linalg.solve(hess, grad)
-        w = w + step
-        if float(np.abs(step).max()) < 1e-6:
+        scale = 1.0
+        while scale > 1e-4:  # backtrack until the posterior improves
+            trial = w + scale * step
+            value = objective(trial)
+            if value >= current - 1e-12:
+                break
+            scale /= 2
+        w, improvement, current = trial, value - current, value
+        if improvement < 1e-9:
             break
     p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
     hess = (x * (p * (1 - p))[:, None]).T @ x + prec
@@ -118,14 +138,19 @@ class AdaptiveThreshold(Threshold):
     """Prior standard deviation of one entry's intercept and slope around the shared curve."""
     max_observations: int = Field(default=20_000, ge=10)
     """Most recent verified observations the shared curve is fitted on."""
+    seed: int | None = None
+    """Seed of the randomised decisions (``None``: random)."""
 
     _shared: deque[tuple[float, bool]] = PrivateAttr(default=None)  # type: ignore[assignment]
     _shared_fit: tuple[np.ndarray, np.ndarray] | None = PrivateAttr(default=None)
     _since_fit: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    _rng: random.Random = PrivateAttr(default=None)  # type: ignore[assignment]
+
     def model_post_init(self, context: object) -> None:
         self._shared = deque(maxlen=self.max_observations)
+        self._rng = random.Random(self.seed)
 
     def _prior0(self) -> tuple[np.ndarray, np.ndarray]:
         b = self.prior_slope
@@ -172,7 +197,10 @@ class AdaptiveThreshold(Threshold):
         sd = math.sqrt(max(float(x @ cov @ x), 0.0))
         z = NormalDist().inv_cdf(self.confidence)
         p_wrong = 1.0 - 1.0 / (1.0 + math.exp(-max(min(eta - z * sd, 30.0), -30.0)))
-        return Decision(hit=p_wrong <= self.max_false_hit_rate, p_wrong=p_wrong)
+        serve = min(1.0, self.max_false_hit_rate / max(p_wrong, 1e-12))
+        with self._lock:
+            draw = self._rng.random()
+        return Decision(hit=draw < serve, p_wrong=p_wrong, serve_probability=serve)
 
 
 #: Threshold kinds by name.
