@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 #: Rows above which a bucket is searched through an HNSW graph (when usearch is installed).
-ANN_MIN_ROWS = 20_000
+ANN_MIN_ROWS = 5_000
 
 
 def ann_available() -> bool:

@@ -32,7 +32,7 @@ def prompt_messages(prompt: str) -> list[dict[str, str]]:
         from langchain_slm_router.messages import Conversation
 
         try:
-            return Conversation(loads(prompt)).dicts
+            return Conversation(loads(prompt, allowed_objects="messages")).dicts
         except Exception:  # noqa: BLE001 - not messages after all: key the text itself
             pass
     return [{"role": "user", "content": prompt}]
@@ -59,7 +59,7 @@ class SLMRouterCache(BaseCache):
         probe = self.cache.lookup([prompt_messages(prompt)], digest("langchain", llm_string))[0]
         if probe.hit and probe.entry is not None and probe.entry.payload:
             try:
-                return loads(probe.entry.payload)
+                return loads(probe.entry.payload, allowed_objects="core")
             except Exception:  # noqa: BLE001 - an unreadable payload is a miss
                 return None
         with self._lock:  # keep the probe so that update() can verify against its neighbour
