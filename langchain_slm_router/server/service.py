@@ -138,6 +138,8 @@ class RouterService:
         try:
             if self.router.slm is not None:
                 self.router.slm.load()
+            if self.router.cache is not None and self.router.cache.semantic:
+                self.router.cache.embed(["warm up"])  # load the embedding model before the first request
         except BaseException as exc:
             self.load_error = exc
             raise

@@ -232,3 +232,14 @@ def test_the_adaptive_threshold_learns_per_entry_and_bounds_the_error_rate() -> 
         assert d.serve_probability * d.p_wrong <= delta + 1e-9
     served = sum(policy.decide(0.9, hard).hit for _ in range(2000)) / 2000
     assert served == pytest.approx(at_hard.serve_probability, abs=0.03)
+
+
+def test_a_router_finds_its_answers_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    first = make_router(cache=SemanticCache(store=InProcessStore(path=path)))
+    answered = first.route("sure?")
+    first.cache.store.close()
+    restarted = make_router(cache=SemanticCache(store=InProcessStore(path=path)))
+    hit = restarted.route("sure?")
+    assert hit.stage == "cache" and hit.answer == answered.answer and hit.cache_entry_id == answered.cache_entry_id
+    assert restarted.slm.calls == []
