@@ -54,7 +54,7 @@ from langchain_slm_router.cache.key import CacheKey  # noqa: E402
 from langchain_slm_router.evaluation.datasets import default_data_dir  # noqa: E402
 
 DATA = REPO / "benchmarks" / "data" / "cache_paraphrases.jsonl"
-EMB_CACHE = REPO / ".slm_router_cache" / "bench_cache_embeddings.npz"
+EMB_CACHE = REPO / ".slm_router_cache" / "bench_cache_embeddings"
 CONFIG = "bench"
 
 
@@ -124,15 +124,14 @@ def embed_all(texts: list[str]) -> dict[str, np.ndarray]:
 
     texts = sorted(set(texts))
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-    if EMB_CACHE.exists():
-        saved = np.load(EMB_CACHE, allow_pickle=False)
-        if str(saved["digest"]) == digest:
-            return dict(zip(texts, saved["vectors"]))
+    path = EMB_CACHE / f"{digest[:20]}.npz"
+    if path.exists():
+        return dict(zip(texts, np.load(path, allow_pickle=False)["vectors"]))
     start = time.perf_counter()
     vectors = np.asarray(MiniLMEmbeddings(batch_size=64).embed_documents(texts), dtype=np.float32)
     print(f"embedded {len(texts)} texts in {time.perf_counter() - start:.0f} s", flush=True)
-    EMB_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(EMB_CACHE, digest=np.array(digest), vectors=vectors)
+    EMB_CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, vectors=vectors)
     return dict(zip(texts, vectors))
 
 
@@ -350,7 +349,7 @@ def part_e2e(args: argparse.Namespace) -> None:
     for label, items in workloads.items():
         base_s = None
         for name, make_cache in configs.items():
-            router = SLMRouter(slm=slm, fallback=None, cache=make_cache())
+            router = SLMRouter(slm=slm, fallback=None, answer_cache=make_cache())
             start = time.perf_counter()
             stages = Counter(router.route(q).stage for q in items)
             total = time.perf_counter() - start

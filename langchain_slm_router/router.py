@@ -102,7 +102,7 @@ class _Job:
         """The query's OpenTelemetry span (``None`` when no tracer provider is set)."""
         self.counted = False
         """True once the query is in the router's totals (:meth:`SLMRouter.stats`)."""
-        self.cache: CacheProbe | None = None
+        self.cache_probe: CacheProbe | None = None
         """The cache lookup of this query (its answer is stored when it was a miss)."""
 
     @property
@@ -152,7 +152,7 @@ class SLMRouter(BaseModel):
     tracer_provider: Any | None = Field(default=None, exclude=True, repr=False)
     """The OpenTelemetry tracer provider of the router's spans (default: the global one); with none set, no span
     work is done (see :mod:`langchain_slm_router.telemetry`)."""
-    cache: SemanticCache | None = Field(default_factory=SemanticCache)
+    answer_cache: SemanticCache | None = Field(default_factory=SemanticCache)
     """The answer cache, consulted after the math engine and before the SLM (see docs/cache.md). Default: exact
     match of the normalised question in the same context and configuration, in process memory;
     ``SemanticCache(semantic=True)`` also serves paraphrases; ``None`` disables it."""
@@ -424,7 +424,7 @@ class SLMRouter(BaseModel):
         """The cache stage (after math, before the SLM): serve cached answers; the others are stored by
         :meth:`_result`. Conversations the local stages skip and calls with their own fallback are not cached;
         ``config["metadata"]["cache_tags"]`` tags the stored answers (``cache.invalidate(tag=...)``)."""
-        if self.cache is None or override is not None:
+        if self.answer_cache is None or override is not None:
             return
         todo = [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.skip_slm]
         if not todo:
@@ -433,10 +433,10 @@ class SLMRouter(BaseModel):
             self._cache_config = config_digest(self.display_name, self.math_engine, self.slm, self.gate,
                                                self.fallback, self.on_fallback_error)
         tags = ((config or {}).get("metadata") or {}).get("cache_tags") or ()
-        probes = self.cache.lookup([j.conv.dicts for j in todo], self._cache_config,  # type: ignore[union-attr]
-                                   tags=[tags] if isinstance(tags, str) else tags)
+        probes = self.answer_cache.lookup([j.conv.dicts for j in todo],  # type: ignore[union-attr]
+                                          self._cache_config, tags=[tags] if isinstance(tags, str) else tags)
         for job, probe in zip(todo, probes):
-            job.cache = probe
+            job.cache_probe = probe
             job.latency["cache"] = probe.lookup_ms
             if probe.hit and probe.entry is not None:
                 entry = probe.entry
@@ -451,9 +451,9 @@ class SLMRouter(BaseModel):
     def feedback(self, result: RouteResult, correct: bool) -> None:
         """Tell the cache whether an answer was right: a wrong cache hit teaches the adaptive threshold (or drops
         an exact entry), a wrong fresh answer is dropped from the cache."""
-        if self.cache is not None and result.cache_entry_id is not None:
-            self.cache.feedback(result.cache_entry_id, correct, similarity=result.cache_similarity,
-                                match=result.cache_match)
+        if self.answer_cache is not None and result.cache_entry_id is not None:
+            self.answer_cache.feedback(result.cache_entry_id, correct, similarity=result.cache_similarity,
+                                       match=result.cache_match)
 
     def _slm_todo(self, jobs: list[_Job]) -> list[_Job]:
         if self.slm is None:
@@ -727,9 +727,9 @@ class SLMRouter(BaseModel):
             slm_answer=job.gen.text if job.gen is not None else None,
             **kwargs,
         )
-        if (self.cache is not None and job.cache is not None and stage in ("slm", "llm")
+        if (self.answer_cache is not None and job.cache_probe is not None and stage in ("slm", "llm")
                 and not result.low_confidence and not getattr(result.llm_message, "tool_calls", None)):
-            stored = self.cache.record(job.cache, answer, stage)
+            stored = self.answer_cache.record(job.cache_probe, answer, stage)
             result.cache_entry_id = stored.id if stored is not None else None
         return result
 

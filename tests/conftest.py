@@ -197,7 +197,7 @@ def router(slm: LocalSLM, fallback_llm):
     from langchain_slm_router import SLMRouter
 
     # no answer cache: the server tests ask the same questions again and count the stages that answer
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm, cache=None)
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm, answer_cache=None)
 
 
 @pytest.fixture(scope="module")

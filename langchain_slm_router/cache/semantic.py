@@ -261,7 +261,6 @@ class SemanticCache(BaseModel):
             agree = self.answers_agree(answer, probe.entry.answer)
             self._count(verified=1, false_hits=int(probe.sampled and not agree))
             self.observe(probe.entry.id, probe.similarity, agree)
-            probe.entry.observations.append((probe.similarity, agree))
             searchable = searchable and not agree
         entry = CacheEntry(bucket=probe.key.bucket, exact=probe.key.exact, context=probe.key.context,
                            question=probe.key.question, answer=answer, stage=stage, tags=probe.tags,

@@ -128,13 +128,13 @@ class AdaptiveThreshold(Threshold):
 
     max_false_hit_rate: float = Field(default=0.01, gt=0.0, lt=1.0)
     """Most accepted probability that a served cached answer is wrong."""
-    confidence: float = Field(default=0.9, gt=0.5, lt=1.0)
+    confidence: float = Field(default=0.8, gt=0.5, lt=1.0)
     """Confidence of the upper bound on an entry's error probability."""
     prior_threshold: float = Field(default=0.95, ge=0.0, le=1.0)
     """The similarity at which a new entry's answer is right half the time, before any verification."""
     prior_slope: float = Field(default=40.0, gt=0.0)
     """The steepness of that curve before any verification."""
-    spread: tuple[float, float] = (1.5, 20.0)
+    spread: tuple[float, float] = (0.25, 3.0)
     """Prior standard deviation of one entry's intercept and slope around the shared curve."""
     max_observations: int = Field(default=20_000, ge=10)
     """Most recent verified observations the shared curve is fitted on."""

@@ -124,14 +124,14 @@ def build_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
             fb["base_url"] = args.fallback_url
         config.fallback = fb
     if args.cache == "off":
-        config.router["cache"] = None
+        config.router["answer_cache"] = None
     elif args.cache is not None or args.cache_redis:
-        cache = dict(config.router.get("cache") or {})
+        cache = dict(config.router.get("answer_cache") or {})
         if args.cache is not None:
             cache["semantic"] = args.cache == "semantic"
         if args.cache_redis:
             cache["store"] = {"store": "redis", "url": args.cache_redis}
-        config.router["cache"] = cache
+        config.router["answer_cache"] = cache
     router = config.build_router()
     if args.threshold is not None:
         router = router.with_options(threshold=args.threshold)

@@ -112,7 +112,7 @@ class RouterService:
         self.settings = settings
         self.metrics = metrics or ServerMetrics()
         self.metrics.watch_router(router.stats)
-        self.metrics.attach_cache(lambda: self.router.cache)
+        self.metrics.attach_cache(lambda: self.router.answer_cache)
         self.batcher: SLMBatcher | None = None
         if settings.coalesce and router.slm is not None:
             self.batcher = SLMBatcher(settings.max_batch, settings.batch_window_ms / 1000.0,
@@ -138,8 +138,8 @@ class RouterService:
         try:
             if self.router.slm is not None:
                 self.router.slm.load()
-            if self.router.cache is not None and self.router.cache.semantic:
-                self.router.cache.embed(["warm up"])  # load the embedding model before the first request
+            if self.router.answer_cache is not None and self.router.answer_cache.semantic:
+                self.router.answer_cache.embed(["warm up"])  # load the embedding model before the first request
         except BaseException as exc:
             self.load_error = exc
             raise
@@ -194,8 +194,8 @@ class RouterService:
             configured = self.router.with_options(**{k: getattr(options, k) for k in _OPTION_NAMES})
         except (TypeError, ValueError) as exc:
             raise BadRequestError(f"cannot apply the request's options: {exc}") from exc
-        if not options.cache and configured.cache is not None:
-            configured = configured.with_options(cache=None)
+        if not options.cache and configured.answer_cache is not None:
+            configured = configured.with_options(answer_cache=None)
         if self.batcher is not None and configured.slm is not None:
             slm = CoalescedSLM.wrap(configured.slm, self.batcher, configured.gate.model_dump_json())
             configured = configured.with_options(slm=slm)

@@ -71,7 +71,7 @@ def test_two_routers_share_hits_through_redis(slm, redis_url: str, prefix: str, 
     def replica() -> SLMRouter:
         cache = SemanticCache(semantic=True, similarity_threshold=0.8, embeddings=minilm,
                               store=RedisStore(url=redis_url, prefix=prefix))
-        return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=None, cache=cache,
+        return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=None, answer_cache=cache,
                          math_engine=None).with_options(threshold=0.0)  # keep every SLM answer
 
     first, second = replica(), replica()
@@ -87,7 +87,7 @@ def test_two_routers_share_hits_through_redis(slm, redis_url: str, prefix: str, 
 def test_math_is_never_served_and_numbers_never_match(redis_url: str, prefix: str, minilm) -> None:
     cache = SemanticCache(semantic=True, similarity_threshold=0.5, embeddings=minilm,
                           store=RedisStore(url=redis_url, prefix=prefix))
-    router = make_router(cache=cache).with_options(math_engine=MathEngine())
+    router = make_router(answer_cache=cache).with_options(math_engine=MathEngine())
     assert [router.route(q).answer for q in ("What is 15% of 240?", "What is 15% of 250?")] == ["36", "75/2"]
     assert router.route("What is 15% of 240?").stage == "math"
     router.slm.script = {"How many people lived in Lyon in 1990?": SURE, "How many people lived in Lyon in 1999?": SURE}
@@ -148,7 +148,7 @@ def test_a_killed_redis_degrades_to_misses(tmp_path: Path) -> None:
             except redis.ConnectionError:
                 time.sleep(0.1)
         store = RedisStore(url=f"redis://127.0.0.1:{port}/0", prefix="killed", timeout_s=0.3, retry_after_s=30)
-        router = make_router(cache=SemanticCache(store=store))
+        router = make_router(answer_cache=SemanticCache(store=store))
         assert router.route("sure?").stage == "slm" and router.route("sure?").stage == "cache"
     finally:
         proc.kill()
@@ -157,24 +157,24 @@ def test_a_killed_redis_degrades_to_misses(tmp_path: Path) -> None:
     results = [router.route("sure?") for _ in range(5)]
     assert [r.stage for r in results] == ["slm"] * 5  # misses, answered by the SLM, no error
     assert time.perf_counter() - start < 3.0  # one time-out, then the store is skipped while it is down
-    assert router.cache.stats.store_errors >= 5
+    assert router.answer_cache.stats.store_errors >= 5
     with pytest.raises(CacheUnavailableError):
         store.get("anything")
 
 
 async def test_fifty_concurrent_tasks_on_redis_lose_nothing(redis_url: str, prefix: str) -> None:
-    router = make_router(cache=SemanticCache(store=RedisStore(url=redis_url, prefix=prefix)))
+    router = make_router(answer_cache=SemanticCache(store=RedisStore(url=redis_url, prefix=prefix)))
     router.slm.script = {f"question {i}?": SURE for i in range(50)}
     first = await asyncio.gather(*(router.aroute(f"question {i}?") for i in range(50)))
     assert all(r.stage == "slm" for r in first)
-    other = make_router(cache=SemanticCache(store=RedisStore(url=redis_url, prefix=prefix)))
+    other = make_router(answer_cache=SemanticCache(store=RedisStore(url=redis_url, prefix=prefix)))
     other.slm.script = router.slm.script  # the same configuration: another replica
     again = await asyncio.gather(*(asyncio.to_thread(other.route, f"question {i}?") for i in range(50)))
-    assert all(r.stage == "cache" for r in again) and len(other.cache.store) == 50
+    assert all(r.stage == "cache" for r in again) and len(other.answer_cache.store) == 50
     entry_id = first[0].cache_entry_id
-    await asyncio.gather(*(asyncio.to_thread(other.cache.store.observe, entry_id, 0.9, i % 2 == 0)
+    await asyncio.gather(*(asyncio.to_thread(other.answer_cache.store.observe, entry_id, 0.9, i % 2 == 0)
                            for i in range(50)))
-    stored = router.cache.store._fetch(entry_id)  # noqa: SLF001 - read the entry by id
+    stored = router.answer_cache.store._fetch(entry_id)  # noqa: SLF001 - read the entry by id
     assert len(stored.observations) == 50 and sum(c for _, c in stored.observations) == 25
 
 

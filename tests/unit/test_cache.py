@@ -135,13 +135,13 @@ def test_context_change_and_configuration_change_miss() -> None:
 
 
 def test_math_is_never_served_from_the_cache() -> None:
-    router = make_router(cache=SemanticCache(semantic=True, similarity_threshold=0.0, embeddings=_Constant()))
+    router = make_router(answer_cache=SemanticCache(semantic=True, similarity_threshold=0.0, embeddings=_Constant()))
     router = router.with_options(math_engine=MathEngine())
     for q in ("What is 15% of 240?", "What is 15% of 250?", "What is 15% of 240?"):
         result = router.route(q)
         assert result.stage == "math"
     assert router.route("What is 15% of 240?").answer == "36"
-    assert router.cache.stats.lookups == 0 and len(router.cache.store) == 0
+    assert router.answer_cache.stats.lookups == 0 and len(router.answer_cache.store) == 0
 
 
 class _Constant:
@@ -153,7 +153,7 @@ class _Constant:
 
 def test_semantic_matching_never_crosses_numbers_or_contexts_even_at_threshold_zero() -> None:
     script = {**SCRIPT, "population in 1990?": SURE, "population in 1991?": UNSURE, "which population, 1990?": SURE}
-    router = make_router(cache=SemanticCache(semantic=True, similarity_threshold=0.0, embeddings=_Constant()))
+    router = make_router(answer_cache=SemanticCache(semantic=True, similarity_threshold=0.0, embeddings=_Constant()))
     router.slm.script = script
     assert router.route("population in 1990?").stage == "slm"
     assert router.route("population in 1991?").stage == "llm"  # other number: other bucket
@@ -168,7 +168,7 @@ def test_low_confidence_tool_and_escalated_calls_are_not_cached() -> None:
     assert router.route("unsure?").stage == "slm"  # the unchecked answer was not stored
     router = make_router()
     router.route("sure?", escalate="tools")
-    assert len(router.cache.store) == 0
+    assert len(router.answer_cache.store) == 0
 
 
 def test_feedback_drops_a_wrong_exact_answer() -> None:
@@ -176,7 +176,7 @@ def test_feedback_drops_a_wrong_exact_answer() -> None:
     first = router.route("sure?")
     hit = router.route("sure?")
     router.feedback(hit, correct=False)
-    assert router.cache.stats.false_hits == 1
+    assert router.answer_cache.stats.false_hits == 1
     assert router.route("sure?").stage == "slm"
     assert first.cache_entry_id is not None
 
@@ -195,9 +195,9 @@ class _DeadStore(InProcessStore):
 
 
 def test_a_failing_store_makes_misses_not_errors() -> None:
-    router = make_router(cache=SemanticCache(store=_DeadStore(), semantic=True, embeddings=_Constant()))
+    router = make_router(answer_cache=SemanticCache(store=_DeadStore(), semantic=True, embeddings=_Constant()))
     assert [router.route("sure?").stage for _ in range(3)] == ["slm"] * 3
-    stats = router.cache.stats
+    stats = router.answer_cache.stats
     assert stats.misses == 3 and stats.hits == 0 and stats.store_errors >= 6
 
 
@@ -206,10 +206,10 @@ async def test_fifty_concurrent_tasks_lose_nothing() -> None:
     router = make_router()
     router.slm.script = script
     results = await asyncio.gather(*(router.aroute(f"question {i}?") for i in range(50)))
-    assert all(r.stage == "slm" for r in results) and len(router.cache.store) == 50
+    assert all(r.stage == "slm" for r in results) and len(router.answer_cache.store) == 50
     again = await asyncio.gather(*(asyncio.to_thread(router.route, f"question {i}?") for i in range(50)))
     assert all(r.stage == "cache" for r in again)
-    stats = router.cache.stats
+    stats = router.answer_cache.stats
     assert (stats.lookups, stats.hits, stats.misses, stats.stored) == (100, 50, 50, 50)
 
 
@@ -236,10 +236,29 @@ def test_the_adaptive_threshold_learns_per_entry_and_bounds_the_error_rate() -> 
 
 def test_a_router_finds_its_answers_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "answers.sqlite"
-    first = make_router(cache=SemanticCache(store=InProcessStore(path=path)))
+    first = make_router(answer_cache=SemanticCache(store=InProcessStore(path=path)))
     answered = first.route("sure?")
-    first.cache.store.close()
-    restarted = make_router(cache=SemanticCache(store=InProcessStore(path=path)))
+    first.answer_cache.store.close()
+    restarted = make_router(answer_cache=SemanticCache(store=InProcessStore(path=path)))
     hit = restarted.route("sure?")
     assert hit.stage == "cache" and hit.answer == answered.answer and hit.cache_entry_id == answered.cache_entry_id
     assert restarted.slm.calls == []
+
+
+def test_both_integrations_take_the_same_cache_option_and_report_the_same_trace() -> None:
+    from langchain_slm_router.chat_model import ChatSLMRouter
+    from llama_index_integration.llm import SLMRouterLLM
+
+    cache = SemanticCache()
+    chat = ChatSLMRouter(router=make_router(), answer_cache=cache)
+    li = SLMRouterLLM(router=make_router(), answer_cache=cache)
+    assert chat.router.answer_cache is cache and li.router.answer_cache is cache
+    assert ChatSLMRouter(router=make_router(), answer_cache=None).router.answer_cache is None
+    chat.invoke("sure?")
+    message = chat.invoke("sure?")
+    response = li.complete("sure?")  # the same configuration: the chat model's answer serves it
+    route_chat, route_li = message.response_metadata["route"], response.raw
+    assert message.response_metadata["stage"] == route_li["stage"] == "cache"
+    for field in ("cache_match", "cache_similarity", "cached_stage", "cache_entry_id"):
+        assert route_chat[field] == route_li[field]
+    assert message.response_metadata["model_name"] == "cache"
