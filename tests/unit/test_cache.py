@@ -216,7 +216,7 @@ async def test_fifty_concurrent_tasks_lose_nothing() -> None:
 # ---------------------------------------------------------------- the adaptive threshold
 def test_the_adaptive_threshold_learns_per_entry_and_bounds_the_error_rate() -> None:
     delta = 0.05
-    policy = AdaptiveThreshold(max_false_hit_rate=delta, seed=0)
+    policy = AdaptiveThreshold(max_false_hit_rate=delta, seed=0, spread=(1.5, 20.0))  # entries free to differ
     # an entry whose paraphrases were all right down to 0.8, and one that was wrong up to 0.96
     easy = [(float(s), True) for s in np.linspace(0.8, 0.99, 60)]
     hard = [(float(s), True) for s in np.linspace(0.97, 0.99, 10)] + \
