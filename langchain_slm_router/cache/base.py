@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 @dataclass
@@ -70,9 +70,10 @@ class CacheStore(BaseModel, ABC):
     max_entries: int = Field(default=100_000, ge=1)
     """Most entries kept; beyond it the least recently used are evicted."""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def store(self) -> str:
-        """The registered name (``store`` key of a dumped configuration)."""
+        """The registered name (the ``store`` key of a dumped configuration, which rebuilds this class)."""
         return type(self).store_name
 
     @abstractmethod

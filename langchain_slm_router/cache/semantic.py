@@ -176,10 +176,10 @@ class SemanticCache(BaseModel):
                 setattr(self._stats, name, getattr(self._stats, name) + delta)
 
     def _embedder(self) -> Any:
-        if self.embeddings is None:
+        if self.embeddings is None or isinstance(self.embeddings, dict):  # a dumped configuration: MiniLM's
             from langchain_slm_router.embeddings import MiniLMEmbeddings
 
-            self.embeddings = MiniLMEmbeddings()
+            self.embeddings = MiniLMEmbeddings(**(self.embeddings or {}))
         return self.embeddings
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -262,3 +262,16 @@ def test_both_integrations_take_the_same_cache_option_and_report_the_same_trace(
     for field in ("cache_match", "cache_similarity", "cached_stage", "cache_entry_id"):
         assert route_chat[field] == route_li[field]
     assert message.response_metadata["model_name"] == "cache"
+
+
+def test_a_dumped_configuration_rebuilds_the_cache_and_its_store() -> None:
+    from langchain_slm_router.cache import RedisStore
+
+    router = make_router(answer_cache=SemanticCache(semantic=True, max_false_hit_rate=0.02,
+                                                    store=RedisStore(url="redis://127.0.0.1:1/0", prefix="p", ttl_s=60)))
+    dumped = router.answer_cache.model_dump()
+    assert dumped["store"]["store"] == "redis"
+    rebuilt = SemanticCache.model_validate(dumped)
+    assert isinstance(rebuilt.store, RedisStore) and rebuilt.store.prefix == "p" and rebuilt.store.ttl_s == 60
+    assert rebuilt.semantic and rebuilt.max_false_hit_rate == 0.02
+    assert isinstance(SemanticCache.model_validate(SemanticCache().model_dump()).store, InProcessStore)
