@@ -213,7 +213,7 @@ def part_quality(args: argparse.Namespace) -> None:
                 "para_recall": statistics.mean(r["para_recall"] for r in runs), "wrong": dict(wrong)}
 
     static = {}
-    for t in [round(x, 2) for x in np.arange(0.70, 1.0, 0.01)]:
+    for t in [round(x, 2) for x in np.arange(0.80, 0.985, 0.01)]:
         static[t] = mean_over_seeds(similarity_threshold=t)
         print(f"  static {t:.2f}: hit {static[t]['hit']:.3f} false {static[t]['false']:.4f}", flush=True)
     ok = {t: r for t, r in static.items() if r["false_max"] <= args.max_false}
