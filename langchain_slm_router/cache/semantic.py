@@ -234,7 +234,7 @@ class SemanticCache(BaseModel):
         probe.entry, probe.similarity, probe.p_wrong = entry, similarity, decision.p_wrong
         if decision.hit and not (self.verify_rate and self._rng.random() < self.verify_rate):
             probe.match = "semantic"
-        else:
+        elif decision.hit or self.max_false_hit_rate is not None:  # sampled, or data for the adaptive threshold
             probe.verify, probe.sampled = True, decision.hit
 
     # ------------------------------------------------------------------ store and learn
