@@ -80,6 +80,11 @@ class CacheStore(BaseModel, ABC):
     def put(self, entry: CacheEntry) -> None:
         """Store an entry (an entry with the same exact key is replaced)."""
 
+    def put_many(self, entries: list[CacheEntry]) -> None:
+        """Store many entries (stores override it to batch the writes)."""
+        for entry in entries:
+            self.put(entry)
+
     @abstractmethod
     def get(self, exact: str) -> CacheEntry | None:
         """The live entry with this exact key, or ``None``."""

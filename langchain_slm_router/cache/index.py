@@ -3,7 +3,9 @@
 A bucket holds the unit vectors of the entries that may match each other (see :mod:`.key`). Small buckets are
 searched exactly with one numpy matrix-vector product. A bucket that grows past ``ann_min_rows`` also gets an HNSW
 graph (`usearch <https://pypi.org/project/usearch/>`_, the ``cache`` extra) so a lookup stays in the low
-milliseconds at 100k entries; its few candidates are re-scored exactly. Without usearch every bucket is exact.
+milliseconds at 100k entries; its few candidates are re-scored exactly. New rows join the graph in one batch at
+the next search (the first search after a large fill pays for building it). Without usearch every bucket is
+exact.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class _Bucket:
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
         self.ann = None  # usearch.index.Index over row keys
+        self.pending: set[int] = set()  # keys of rows not yet in the graph (added in one batch at the next search)
         self.keys: list[int] = []  # ann key of each row
         self.key_row: dict[int, int] = {}
         self.next_key = 0
@@ -38,7 +41,7 @@ class _Bucket:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def add(self, entry_id: str, vec: np.ndarray, ann_min_rows: int) -> None:
+    def add(self, entry_id: str, vec: np.ndarray) -> None:
         if entry_id in self.pos:
             self.rows[self.pos[entry_id]] = vec
             return
@@ -54,18 +57,22 @@ class _Bucket:
         self.next_key += 1
         self.keys.append(key)
         self.key_row[key] = n
-        if self.ann is not None:
-            self.ann.add(key, vec)
-        elif n + 1 >= ann_min_rows and ann_available():
-            self._build_ann()
+        self.pending.add(key)
 
-    def _build_ann(self) -> None:
-        from usearch.index import Index
+    def _update_ann(self, ann_min_rows: int) -> None:
+        """Build the graph once the bucket is large enough, and add the pending rows to it in one batch."""
+        if self.ann is None:
+            if len(self.ids) < ann_min_rows or not ann_available():
+                return
+            from usearch.index import Index
 
-        n = len(self.ids)
-        self.ann = Index(ndim=self.dim, metric="ip", dtype="f32", connectivity=16, expansion_add=64,
-                         expansion_search=64)
-        self.ann.add(np.asarray(self.keys, dtype=np.uint64), self.rows[:n], threads=1)
+            self.ann = Index(ndim=self.dim, metric="ip", dtype="f32", connectivity=16, expansion_add=64,
+                             expansion_search=64)
+        if self.pending:
+            keys = np.fromiter(self.pending, dtype=np.uint64, count=len(self.pending))
+            rows = np.asarray([self.key_row[int(k)] for k in keys], dtype=np.int64)
+            self.ann.add(keys, self.rows[rows], threads=1)
+            self.pending.clear()
 
     def remove(self, entry_id: str) -> None:
         row = self.pos.pop(entry_id, None)
@@ -73,7 +80,9 @@ class _Bucket:
             return
         last = len(self.ids) - 1
         key = self.keys[row]
-        if self.ann is not None:
+        if key in self.pending:
+            self.pending.discard(key)
+        elif self.ann is not None:
             self.ann.remove(key)
         del self.key_row[key]
         if row != last:  # move the last row into the hole
@@ -85,10 +94,11 @@ class _Bucket:
         self.ids.pop()
         self.keys.pop()
 
-    def nearest(self, vec: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def nearest(self, vec: np.ndarray, k: int, ann_min_rows: int) -> list[tuple[str, float]]:
         n = len(self.ids)
         if n == 0:
             return []
+        self._update_ann(ann_min_rows)
         if self.ann is not None:
             found = self.ann.search(vec, min(max(k, 8), n), threads=1)
             rows = np.asarray([self.key_row[int(key)] for key in found.keys if int(key) in self.key_row],
@@ -128,7 +138,7 @@ class VectorIndex:
             old = self._where.get(entry_id)
             if old is not None and old != bucket:
                 self._buckets[old].remove(entry_id)
-            self._buckets.setdefault(bucket, _Bucket(self.dim)).add(entry_id, vec, self.ann_min_rows)
+            self._buckets.setdefault(bucket, _Bucket(self.dim)).add(entry_id, vec)
             self._where[entry_id] = bucket
 
     def remove(self, entry_id: str) -> None:
@@ -145,7 +155,7 @@ class VectorIndex:
         vec = np.asarray(vector, dtype=np.float32).reshape(-1)
         with self._lock:
             part = self._buckets.get(bucket)
-            return part.nearest(vec, k) if part is not None else []
+            return part.nearest(vec, k, self.ann_min_rows) if part is not None else []
 
     def clear(self) -> None:
         with self._lock:

@@ -139,6 +139,17 @@ class InProcessStore(CacheStore):
             self._delete_rows(dropped)
             self._write(entry)
 
+    def put_many(self, entries: list[CacheEntry]) -> None:
+        """Store many entries (one SQLite transaction)."""
+        with self._lock:
+            for entry in entries:
+                self._delete_rows(self._insert(entry))
+            if self._db is not None:
+                self._db.execute("BEGIN")
+                for entry in entries:
+                    self._write(entry)
+                self._db.execute("COMMIT")
+
     def get(self, exact: str) -> CacheEntry | None:
         with self._lock:
             return self._live(self._exact.get(exact), time.time())

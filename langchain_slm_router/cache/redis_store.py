@@ -137,17 +137,36 @@ class RedisStore(CacheStore):
 
     # ------------------------------------------------------------------ protocol
     def put(self, entry: CacheEntry) -> None:
-        self._run(self._put, entry)
+        self._run(self._put_many, [entry])
 
-    def _put(self, entry: CacheEntry) -> None:
+    def put_many(self, entries: list[CacheEntry]) -> None:
+        """Store many entries in two round trips (warming a cache from saved answers, benchmarks)."""
+        for i in range(0, len(entries), 1000):
+            self._run(self._put_many, entries[i:i + 1000])
+
+    def _put_many(self, entries: list[CacheEntry]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.get(self._k("x", entry.exact))
+        olds = pipe.execute()
+        pipe = self._client.pipeline(transaction=True)
+        for entry in entries:
+            self._queue_put(pipe, entry)
+        pipe.zcard(self._k("lru"))
+        size = pipe.execute()[-1]
+        replaced = [o.decode() for o, e in zip(olds, entries) if o is not None and o.decode() != e.id]
+        self._delete(replaced)
+        if size > self.max_entries:
+            victims = self._client.zpopmin(self._k("lru"), size - self.max_entries)
+            self._delete([v.decode() for v, _ in victims])
+
+    def _queue_put(self, pipe: Any, entry: CacheEntry) -> None:
         vector = entry.vector.astype(np.float32).tobytes() if entry.vector is not None else b""
         mapping = {"bucket": entry.bucket, "exact": entry.exact, "context": entry.context,
                    "question": entry.question, "answer": entry.answer, "stage": entry.stage,
                    "created": repr(entry.created), "vector": vector, "tags": json.dumps(list(entry.tags)),
                    "payload": entry.payload or ""}
         ekey, xkey = self._k("e", entry.id), self._k("x", entry.exact)
-        old = self._client.get(xkey)
-        pipe = self._client.pipeline(transaction=True)
         pipe.hset(ekey, mapping=mapping)
         pipe.set(xkey, entry.id)
         if self.ttl_s is not None:
@@ -162,13 +181,6 @@ class RedisStore(CacheStore):
         if entry.vector is not None:
             pipe.xadd(self._k("log"), {"id": entry.id, "bucket": entry.bucket, "vec": vector},
                       maxlen=2 * self.max_entries + 1000, approximate=True)
-        pipe.zcard(self._k("lru"))
-        size = pipe.execute()[-1]
-        if old is not None and old.decode() != entry.id:
-            self._delete([old.decode()])
-        if size > self.max_entries:
-            victims = self._client.zpopmin(self._k("lru"), size - self.max_entries)
-            self._delete([v.decode() for v, _ in victims])
 
     def _delete(self, ids: list[str]) -> None:
         if not ids:

@@ -106,9 +106,14 @@ def test_a_large_bucket_is_searched_through_hnsw_and_finds_the_nearest() -> None
     for i, v in enumerate(vecs):
         store.put(CacheEntry(bucket=key.bucket, exact=f"x{i}", context="", question=str(i), answer=str(i),
                              stage="slm", vector=v))
-    assert store._index._buckets[key.bucket].ann is not None  # noqa: SLF001 - the graph is in use
     found = [store.nearest(key.bucket, vecs[i] + 0.01 * unit(i))[0].answer for i in range(0, 2000, 50)]
     assert found == [str(i) for i in range(0, 2000, 50)]
+    bucket = store._index._buckets[key.bucket]  # noqa: SLF001
+    assert bucket.ann is not None and len(bucket.ann) == 2000 and not bucket.pending  # the graph served them
+    store.remove(store.get("x7").id)
+    store.put(CacheEntry(bucket=key.bucket, exact="new", context="", question="new", answer="new", stage="slm",
+                         vector=unit(99)))
+    assert store.nearest(key.bucket, unit(99))[0].answer == "new" and len(bucket.ann) == 2000
 
 
 # ---------------------------------------------------------------- the router's cache stage
