@@ -71,7 +71,7 @@ class _Bucket:
         if self.pending:
             keys = np.fromiter(self.pending, dtype=np.uint64, count=len(self.pending))
             rows = np.asarray([self.key_row[int(k)] for k in keys], dtype=np.int64)
-            self.ann.add(keys, self.rows[rows], threads=1)
+            self.ann.add(keys, self.rows[rows], threads=0 if len(keys) > 1000 else 1)  # 0: every core (a big fill)
             self.pending.clear()
 
     def remove(self, entry_id: str) -> None:
