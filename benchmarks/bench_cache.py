@@ -346,12 +346,13 @@ def part_e2e(args: argparse.Namespace) -> None:
             pos = rng.randrange(1, len(items) + 1)
             items.insert(pos, repeat_of(rng.choice([b for b in unique if b["text"] in items[:pos]])))
         workloads[label] = items
-    slm = LocalSLM(max_new_tokens=32)
+    slm = LocalSLM(max_new_tokens=args.e2e_tokens)
     slm.load()
     configs = {"no cache": lambda: None, "exact cache (default)": SemanticCache,
                "semantic, static 0.90": lambda: SemanticCache(semantic=True, similarity_threshold=0.9)}
     SemanticCache(semantic=True).embed(["warm up"])
-    print(f"\n## End to end: {n} queries, 30% repeats (SmolLM2-135M, CPU, no fallback)\n\n{uptime()}\n")
+    print(f"\n## End to end: {n} queries, 30% repeats (SmolLM2-135M, {args.e2e_tokens} new tokens at most, CPU, "
+          f"no fallback)\n\n{uptime()}\n")
     print("| workload | cache | total s | saved | stages |\n|---|---|---:|---:|---|")
     for label, items in workloads.items():
         base_s = None
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-false", type=float, default=0.01)
     parser.add_argument("--e2e-queries", type=int, default=60)
+    parser.add_argument("--e2e-tokens", type=int, default=32, help="the SLM's max_new_tokens in the e2e part")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     parts = set(args.parts.split(","))
