@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import random
 import re
-import string
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -32,15 +31,7 @@ from langchain_slm_router.cache.base import CacheEntry, CacheStore, make_store
 from langchain_slm_router.cache.key import CacheKey, context_digest, digest
 from langchain_slm_router.cache.memory import InProcessStore
 from langchain_slm_router.cache.thresholds import AdaptiveThreshold, StaticThreshold, Threshold
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
-
+from langchain_slm_router.text import normalize_answer
 
 @dataclass
 class CacheStats:
@@ -313,4 +304,4 @@ def config_digest(*parts: Any) -> str:
     return digest([stable_settings(p) for p in parts])
 
 
-__all__ = ["CacheProbe", "CacheStats", "SemanticCache", "config_digest", "context_of", "normalize_answer"]
+__all__ = ["CacheProbe", "CacheStats", "SemanticCache", "config_digest", "context_of"]
