@@ -280,3 +280,11 @@ def test_a_dumped_configuration_rebuilds_the_cache_and_its_store() -> None:
     assert isinstance(rebuilt.store, RedisStore) and rebuilt.store.prefix == "p" and rebuilt.store.ttl_s == 60
     assert rebuilt.semantic and rebuilt.max_false_hit_rate == 0.02
     assert isinstance(SemanticCache.model_validate(SemanticCache().model_dump()).store, InProcessStore)
+
+
+def test_cache_hits_are_counted_in_the_router_stats() -> None:
+    router = make_router()
+    for _ in range(3):
+        router.route("sure?")
+    stats = router.stats()
+    assert stats.by_stage == {"slm": 1, "cache": 2} and stats.llm_calls == 0
