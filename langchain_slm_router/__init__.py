@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from langchain_slm_router.errors import (
+    CacheUnavailableError,
     DataUnavailableError,
     EmptyQueryError,
     FallbackError,
@@ -36,6 +37,7 @@ from langchain_slm_router.errors import (
 from langchain_slm_router.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
+    from langchain_slm_router.cache import RedisStore, SemanticCache, SLMRouterCache
     from langchain_slm_router.chat_model import ChatSLMRouter
     from langchain_slm_router.embeddings import MiniLMEmbeddings
     from langchain_slm_router.tools import make_math_tool, make_router_tool, math_tool
@@ -49,6 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from langchain_slm_router.trace import RouteResult
 
 _LAZY = {
+    "SemanticCache": "cache",
+    "RedisStore": "cache",
+    "SLMRouterCache": "cache",
     "ChatSLMRouter": "chat_model",
     "default_fallback": "fallback",
     "MiniLMEmbeddings": "embeddings",
@@ -83,6 +88,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     *_LAZY,
+    "CacheUnavailableError",
     "DataUnavailableError",
     "EmptyQueryError",
     "FallbackError",

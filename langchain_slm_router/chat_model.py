@@ -423,6 +423,8 @@ def _answering_model(result: RouteResult) -> str:
         return "sympy"
     if result.stage == "slm":
         return result.slm_model or "slm"
+    if result.stage == "cache":
+        return "cache"
     msg = result.llm_message
     name = getattr(msg, "response_metadata", {}).get("model_name") if isinstance(msg, BaseMessage) else None
     return str(name or result.fallback_model or "fallback")

@@ -93,3 +93,8 @@ class DataUnavailableError(SLMRouterError, FileNotFoundError):
 
 class InvalidPriceError(SLMRouterError, ValueError):
     """A price table entry is negative, infinite or not a number (see :mod:`langchain_slm_router.savings`)."""
+
+
+class CacheUnavailableError(SLMRouterError, ConnectionError):
+    """The answer cache's store (Redis) cannot be reached. The router never raises it: a store that is down makes
+    every lookup a miss; only direct calls on a store see it."""

@@ -45,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from langchain_slm_router.cache.semantic import CacheProbe, SemanticCache, config_digest
 from langchain_slm_router.errors import FallbackUnavailableError, QueryTooLongError, SLMRouterError
 from langchain_slm_router.fallback import (
     StreamRetry,
@@ -101,6 +102,8 @@ class _Job:
         """The query's OpenTelemetry span (``None`` when no tracer provider is set)."""
         self.counted = False
         """True once the query is in the router's totals (:meth:`SLMRouter.stats`)."""
+        self.cache_probe: CacheProbe | None = None
+        """The cache lookup of this query (its answer is stored when it was a miss)."""
 
     @property
     def open(self) -> bool:
@@ -149,8 +152,13 @@ class SLMRouter(BaseModel):
     tracer_provider: Any | None = Field(default=None, exclude=True, repr=False)
     """The OpenTelemetry tracer provider of the router's spans (default: the global one); with none set, no span
     work is done (see :mod:`langchain_slm_router.telemetry`)."""
+    answer_cache: SemanticCache | None = Field(default_factory=SemanticCache)
+    """The answer cache, consulted after the math engine and before the SLM (see docs/cache.md). Default: exact
+    match of the normalised question in the same context and configuration, in process memory;
+    ``SemanticCache(semantic=True)`` also serves paraphrases; ``None`` disables it."""
 
     _traffic: TrafficLog | None = PrivateAttr(default=None)
+    _cache_config: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -299,6 +307,7 @@ class SLMRouter(BaseModel):
         otherwise the first error is raised after all queries have run.
         """
         jobs = self._prepare(queries, escalate, config)
+        self._run_cache(jobs, config, fallback)
         self._run_slm(jobs, config)
         self._run_fallback(jobs, config, fallback)
         return self._collect(jobs, return_exceptions)
@@ -309,6 +318,7 @@ class SLMRouter(BaseModel):
     ) -> list[Any]:
         """Async :meth:`route_batch`."""
         jobs = await self._aprepare(queries, escalate, config)
+        await asyncio.to_thread(self._run_cache, jobs, config, fallback)
         await self._arun_slm(jobs, config)
         await self._arun_fallback(jobs, config, fallback)
         return self._collect(jobs, return_exceptions)
@@ -324,6 +334,7 @@ class SLMRouter(BaseModel):
         as they arrive. The last part carries the :class:`RouteResult`.
         """
         job = self._prepare([query], escalate, config)[0]
+        self._run_cache([job], config, fallback)
         self._run_slm([job], config)
         if job.open:
             yield from self._stream_fallback(job, config, fallback)
@@ -336,6 +347,7 @@ class SLMRouter(BaseModel):
     ) -> AsyncIterator[StreamPart]:
         """Async :meth:`stream`."""
         job = (await self._aprepare([query], escalate, config))[0]
+        await asyncio.to_thread(self._run_cache, [job], config, fallback)
         await self._arun_slm([job], config)
         if job.open:
             async for part in self._astream_fallback(job, config, fallback):
@@ -407,6 +419,41 @@ class SLMRouter(BaseModel):
         if answer is not None:
             job.result = self._result(job, answer=answer.answer, stage="math", math_kind=answer.kind,
                                       reason=f"math engine solved it ({answer.kind})")
+
+    def _run_cache(self, jobs: list[_Job], config: RunnableConfig | None, override: Any | None) -> None:
+        """The cache stage (after math, before the SLM): serve cached answers; the others are stored by
+        :meth:`_result`. Conversations the local stages skip and calls with their own fallback are not cached;
+        ``config["metadata"]["cache_tags"]`` tags the stored answers (``cache.invalidate(tag=...)``)."""
+        if self.answer_cache is None or override is not None:
+            return
+        todo = [j for j in jobs if j.open and j.conv is not None and j.conv.local_ok and not j.skip_slm]
+        if not todo:
+            return
+        if self._cache_config is None:
+            self._cache_config = config_digest(self.display_name, self.math_engine, self.slm, self.gate,
+                                               self.fallback, self.on_fallback_error)
+        tags = ((config or {}).get("metadata") or {}).get("cache_tags") or ()
+        probes = self.answer_cache.lookup([j.conv.dicts for j in todo],  # type: ignore[union-attr]
+                                          self._cache_config, tags=[tags] if isinstance(tags, str) else tags)
+        for job, probe in zip(todo, probes):
+            job.cache_probe = probe
+            job.latency["cache"] = probe.lookup_ms
+            if probe.hit and probe.entry is not None:
+                entry = probe.entry
+                job.result = self._result(
+                    job, answer=entry.answer, stage="cache", cache_match=probe.match,
+                    cache_similarity=round(probe.similarity or 0.0, 4), cache_age_s=round(entry.age_s(), 3),
+                    cached_stage=entry.stage, cache_entry_id=entry.id,
+                    reason=f"cache hit ({probe.match}, similarity {probe.similarity:.3f}, "
+                           f"cached {entry.age_s():.0f} s ago from stage {entry.stage})",
+                )
+
+    def feedback(self, result: RouteResult, correct: bool) -> None:
+        """Tell the cache whether an answer was right: a wrong cache hit teaches the adaptive threshold (or drops
+        an exact entry), a wrong fresh answer is dropped from the cache."""
+        if self.answer_cache is not None and result.cache_entry_id is not None:
+            self.answer_cache.feedback(result.cache_entry_id, correct, similarity=result.cache_similarity,
+                                       match=result.cache_match)
 
     def _slm_todo(self, jobs: list[_Job]) -> list[_Job]:
         if self.slm is None:
@@ -668,7 +715,7 @@ class SLMRouter(BaseModel):
         if job.gen is not None:
             usage = {"slm_input_tokens": job.gen.input_tokens, "slm_output_tokens": job.gen.output_tokens}
         usage.update(extra_usage or {})
-        return RouteResult(
+        result = RouteResult(
             answer=answer, stage=stage, reason=reason, latency_ms=latency, usage=usage,
             signals=job.gen.signals if job.gen is not None else None,
             threshold=self.gate.threshold if job.gen is not None else None,
@@ -680,6 +727,11 @@ class SLMRouter(BaseModel):
             slm_answer=job.gen.text if job.gen is not None else None,
             **kwargs,
         )
+        if (self.answer_cache is not None and job.cache_probe is not None and stage in ("slm", "llm")
+                and not result.low_confidence and not getattr(result.llm_message, "tool_calls", None)):
+            stored = self.answer_cache.record(job.cache_probe, answer, stage)
+            result.cache_entry_id = stored.id if stored is not None else None
+        return result
 
     def _start_spans(self, jobs: list[_Job], stage: str, fallback: Any = None) -> list[QuerySpan | None]:
         """Open the ``stage`` span (``slm`` or ``fallback``) of each traced job; the jobs' query spans."""

@@ -15,7 +15,7 @@ def elapsed_ms(start: float) -> float:
     trace, a generation or an evaluation record is measured with it."""
     return round((time.perf_counter() - start) * 1000.0, 3)
 
-Stage = Literal["math", "slm", "llm"]
+Stage = Literal["math", "cache", "slm", "llm"]
 
 
 class RouteResult(BaseModel):
@@ -23,8 +23,8 @@ class RouteResult(BaseModel):
 
     Attributes:
         answer: the text returned to the caller.
-        stage: which component answered: ``"math"`` (sympy), ``"slm"`` (local small model) or ``"llm"``
-            (the large-model fallback).
+        stage: which component answered: ``"math"`` (sympy), ``"cache"`` (an answer cached earlier),
+            ``"slm"`` (local small model) or ``"llm"`` (the large-model fallback).
         reason: one line on why this stage answered.
         signals: the SLM's confidence signals, when the SLM ran.
         threshold: the gate's headline threshold (minimum mean token probability).
@@ -40,6 +40,9 @@ class RouteResult(BaseModel):
         low_confidence: True when the answer is the SLM's although the gate did not accept it.
         slm_answer: the SLM's draft answer, also when it was escalated.
         math_kind: the kind of math problem, when the math engine answered.
+        cache_match, cache_similarity, cache_age_s, cached_stage, cache_entry_id: for a cache hit, how it
+            matched (``exact``/``semantic``), the similarity, the cached entry's age, the stage that first gave the
+            answer, and the entry (``entry_id`` of a stored answer too, for ``SLMRouter.feedback``).
         usage: token counts of the models that ran (``slm_input_tokens``, ``slm_output_tokens``,
             ``llm_input_tokens``, ``llm_output_tokens``).
     """
@@ -64,6 +67,16 @@ class RouteResult(BaseModel):
     slm_answer: str | None = None
     math_kind: str | None = None
     usage: dict[str, int] = Field(default_factory=dict)
+    cache_match: Literal["exact", "semantic"] | None = None
+    """How the cached answer matched the question (cache hits only)."""
+    cache_similarity: float | None = None
+    """Cosine similarity of the question to the cached one (1.0 for an exact match)."""
+    cache_age_s: float | None = None
+    """Seconds since the served answer was cached."""
+    cached_stage: str | None = None
+    """The stage that produced the cached answer (``slm`` or ``llm``)."""
+    cache_entry_id: str | None = None
+    """The cache entry that served this answer, or that stores it."""
     llm_message: Any = Field(default=None, exclude=True, repr=False)
     """The fallback's own ``AIMessage`` (tool calls, metadata), when it answered; not serialised."""
 

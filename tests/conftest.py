@@ -196,7 +196,8 @@ def router(slm: LocalSLM, fallback_llm):
     """The router the HTTP server tests serve: the session SLM (24-token answers) and the session fallback."""
     from langchain_slm_router import SLMRouter
 
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm)
+    # no answer cache: the server tests ask the same questions again and count the stages that answer
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm, answer_cache=None)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,10 @@ def add_serve_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--otel-exporter", choices=("none", "console", "otlp"), default="none",
                    help="OpenTelemetry spans of each query: console (one JSON line per span on stdout) or otlp "
                         "(OTEL_EXPORTER_OTLP_ENDPOINT; needs the [otel] extra); default none: no span work")
+    p.add_argument("--cache", choices=("off", "exact", "semantic"), default=None,
+                   help="the answer cache (default exact: the same question in the same context; see docs/cache.md)")
+    p.add_argument("--cache-redis", default=None, metavar="URL",
+                   help="keep the cache in Redis so that every replica shares it (e.g. redis://127.0.0.1:6379/0)")
     p.set_defaults(handler=run_serve)
     return p
 
@@ -119,6 +123,15 @@ def build_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         if args.fallback_url:
             fb["base_url"] = args.fallback_url
         config.fallback = fb
+    if args.cache == "off":
+        config.router["answer_cache"] = None
+    elif args.cache is not None or args.cache_redis:
+        cache = dict(config.router.get("answer_cache") or {})
+        if args.cache is not None:
+            cache["semantic"] = args.cache == "semantic"
+        if args.cache_redis:
+            cache["store"] = {"store": "redis", "url": args.cache_redis}
+        config.router["answer_cache"] = cache
     router = config.build_router()
     if args.threshold is not None:
         router = router.with_options(threshold=args.threshold)

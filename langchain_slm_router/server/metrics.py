@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -62,11 +61,33 @@ class RouterStatsCollector(Collector):
                 yield GaugeMetricFamily(f"slm_router_estimated_{name}", doc, value=value)
 
 
+class _CacheCollector(Collector):
+    """The answer cache's own counters (false hits, verifications, store errors), read at each scrape."""
+
+    def __init__(self, get_cache: Callable[[], Any]) -> None:
+        self.get_cache = get_cache
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        cache = self.get_cache()
+        if cache is None:
+            return
+        stats = cache.stats
+        for name, doc, value in (
+            ("slm_router_cache_false_hits", "Served cached answers found wrong (verification or feedback)",
+             stats.false_hits),
+            ("slm_router_cache_verified", "Fresh answers compared with a close cached one", stats.verified),
+            ("slm_router_cache_store_errors", "Cache store calls that failed (each a miss or a skipped write)",
+             stats.store_errors),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
 class ServerMetrics:
     """The server's counters, gauges and histograms."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._cache_collector: _CacheCollector | None = None
         r = self.registry
         self.requests = Counter("slm_router_requests", "HTTP requests by protocol, endpoint and status code",
                                 ["protocol", "endpoint", "status"], registry=r)
@@ -93,6 +114,18 @@ class ServerMetrics:
         self.queued = Gauge("slm_router_queued_requests", "Requests waiting for a routing slot", registry=r)
         self.rejected = Counter("slm_router_rejected", "Requests refused before routing, by reason",
                                 ["reason"], registry=r)
+        self.cache_lookups = Counter("slm_router_cache_lookups",
+                                     "Answer-cache lookups by outcome (hit_exact, hit_semantic, miss)",
+                                     ["outcome"], registry=r)
+        self.cache_lookup_latency = Histogram("slm_router_cache_lookup_seconds", "Time of one answer-cache lookup",
+                                              buckets=_LATENCY_BUCKETS, registry=r)
+
+    def attach_cache(self, get_cache: Callable[[], Any]) -> None:
+        """Export the counters of the cache ``get_cache()`` returns (``None``: nothing); a second call replaces it."""
+        if self._cache_collector is None:
+            self._cache_collector = _CacheCollector(get_cache)
+            self.registry.register(self._cache_collector)
+        self._cache_collector.get_cache = get_cache
 
     def watch_router(self, stats: Callable[[], RouterStats]) -> None:
         """Export the router's running totals (``router.stats``) with the server's metrics."""
@@ -103,6 +136,9 @@ class ServerMetrics:
         self.answers.labels(result.stage).inc()
         if not result.fallback_tried:
             self.llm_calls_avoided.inc()
+        if "cache" in result.latency_ms:
+            self.cache_lookups.labels(f"hit_{result.cache_match}" if result.stage == "cache" else "miss").inc()
+            self.cache_lookup_latency.observe(result.latency_ms["cache"] / 1000.0)
         reason = escalation_reason(result)
         if reason is not None:
             self.escalations.labels(reason).inc()

@@ -24,6 +24,7 @@ from langchain_slm_router.server.service import (
     RouterService,
     StopCutter,
     bound_fallback,
+    cache_allowed,
     cut_at_stop,
     finish_reason,
     normalize_stop,
@@ -100,13 +101,14 @@ def _messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _routed(service: RouterService, model: str, options: dict[str, Any] | None) -> SLMRouter:
+def _routed(service: RouterService, model: str, options: dict[str, Any] | None, headers: Any = None) -> SLMRouter:
     opts = options or {}
     num_predict = opts.get("num_predict")
     temperature = opts.get("temperature")
     return service.router_for(service.options_for(model).merged(
         max_tokens=int(num_predict) if isinstance(num_predict, (int, float)) and num_predict > 0 else None,
-        temperature=float(temperature) if isinstance(temperature, (int, float)) else None))
+        temperature=float(temperature) if isinstance(temperature, (int, float)) else None,
+        cache=cache_allowed(headers) if headers is not None else None))
 
 
 def _stops(stop: Any, options: dict[str, Any] | None) -> list[str]:
@@ -130,7 +132,7 @@ async def _answer(request: Request, model: str, messages: list[dict[str, Any]], 
                   options: dict[str, Any] | None, stop: Any, field: str) -> Any:
     """Answer one Ollama request; ``field`` is ``"message"`` (/api/chat) or ``"response"`` (/api/generate)."""
     service = _service(request)
-    routed = _routed(service, model, options)
+    routed = _routed(service, model, options, request.headers)
     started = time.perf_counter()
 
     def record(text: str, **extra: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from langchain_slm_router.server.service import (
     RouterService,
     StopCutter,
     bound_fallback,
+    cache_allowed,
     cut_at_stop,
     finish_reason,
     normalize_stop,
@@ -109,7 +110,8 @@ async def chat_completions(request: Request) -> Any:
     _check(body)
     service = _service(request)
     options = service.options_for(body.model).merged(
-        max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature)
+        max_tokens=body.max_completion_tokens or body.max_tokens, temperature=body.temperature,
+        cache=cache_allowed(request.headers))
     routed = service.router_for(options)
     stops = normalize_stop(body.stop)
     fallback = bound_fallback(routed, stops)

@@ -47,10 +47,12 @@ class RouteOptions:
     max_tokens: int | None = None
     temperature: float | None = None
     overflow: str | None = None
+    cache: bool = True
+    """False when the request opted out of the answer cache (``x-slm-router-cache: off``)."""
 
     def merged(self, **request: Any) -> RouteOptions:
         """These options with the request's non-``None`` values on top."""
-        values = {k: getattr(self, k) for k in _OPTION_NAMES}
+        values = {k: getattr(self, k) for k in (*_OPTION_NAMES, "cache")}
         values.update({k: v for k, v in request.items() if v is not None})
         return RouteOptions(**values)
 
@@ -110,6 +112,7 @@ class RouterService:
         self.settings = settings
         self.metrics = metrics or ServerMetrics()
         self.metrics.watch_router(router.stats)
+        self.metrics.attach_cache(lambda: self.router.answer_cache)
         self.batcher: SLMBatcher | None = None
         if settings.coalesce and router.slm is not None:
             self.batcher = SLMBatcher(settings.max_batch, settings.batch_window_ms / 1000.0,
@@ -135,6 +138,8 @@ class RouterService:
         try:
             if self.router.slm is not None:
                 self.router.slm.load()
+            if self.router.answer_cache is not None and self.router.answer_cache.semantic:
+                self.router.answer_cache.embed(["warm up"])  # load the embedding model before the first request
         except BaseException as exc:
             self.load_error = exc
             raise
@@ -189,6 +194,8 @@ class RouterService:
             configured = self.router.with_options(**{k: getattr(options, k) for k in _OPTION_NAMES})
         except (TypeError, ValueError) as exc:
             raise BadRequestError(f"cannot apply the request's options: {exc}") from exc
+        if not options.cache and configured.answer_cache is not None:
+            configured = configured.with_options(answer_cache=None)
         if self.batcher is not None and configured.slm is not None:
             slm = CoalescedSLM.wrap(configured.slm, self.batcher, configured.gate.model_dump_json())
             configured = configured.with_options(slm=slm)
@@ -350,6 +357,9 @@ def trace_headers(result: RouteResult | None, router: SLMRouter, *, escalated: b
     headers["x-slm-router-low-confidence"] = str(result.low_confidence).lower()
     headers["x-slm-router-reason"] = _header_safe(result.reason)
     headers["x-slm-router-latency-ms"] = ";".join(f"{k}={v:.1f}" for k, v in result.latency_ms.items())
+    if result.stage == "cache":
+        headers["x-slm-router-cache"] = (f"{result.cache_match};similarity={result.cache_similarity:.4f};"
+                                         f"age-s={result.cache_age_s:.1f};stage={result.cached_stage}")
     if result.signals is not None:
         headers["x-slm-router-mean-prob"] = f"{result.signals.mean_prob:.4f}"
     if result.threshold is not None:
@@ -375,6 +385,17 @@ def finish_reason(result: RouteResult | None, router: SLMRouter, stopped: bool) 
     return "stop"
 
 
+_CACHE_OFF = {"off", "no", "false", "0", "bypass", "no-cache", "no-store"}
+
+
+def cache_allowed(headers: Any) -> bool | None:
+    """``False`` when a request opts out of the answer cache: ``x-slm-router-cache: off`` (or ``bypass``, ``no``,
+    ``false``, ``0``), or ``Cache-Control: no-cache`` / ``no-store``; ``None`` (the server's setting) otherwise."""
+    value = (headers.get("x-slm-router-cache") or "").strip().lower()
+    control = {part.strip().lower() for part in (headers.get("cache-control") or "").split(",")}
+    return False if value in _CACHE_OFF or control & {"no-cache", "no-store"} else None
+
+
 def _header_safe(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")[:300]
 
@@ -393,6 +414,7 @@ __all__ = [
     "StopCutter",
     "StreamStart",
     "bound_fallback",
+    "cache_allowed",
     "cut_at_stop",
     "finish_reason",
     "normalize_stop",

@@ -34,7 +34,7 @@ def fallback(ollama_base_url: str) -> ChatOllama:
 
 @pytest.fixture(scope="module")
 def router(slm, fallback) -> ChatSLMRouter:
-    return ChatSLMRouter(slm=slm, fallback=fallback, max_tokens=16)
+    return ChatSLMRouter(slm=slm, fallback=fallback, max_tokens=16, answer_cache=None)  # tests repeat questions
 
 
 @pytest.fixture(scope="module")

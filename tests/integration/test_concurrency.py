@@ -26,7 +26,8 @@ assert len(QUERIES) == 50
 
 @pytest.fixture(scope="module")
 def router(slm, fallback_llm) -> SLMRouter:
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm)
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm,
+                     answer_cache=None)  # the same questions run many times: each must reach the SLM
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ def _router(slm, server, *, retries: int = 0, on_error: str = "raise", model: st
     fallback = ChatOllama(model=model, base_url=server.base_url, num_predict=12, client_kwargs={"timeout": TIMEOUT_S})
     # min_mean_prob=1.0: the gate escalates every SLM answer, so each query reaches the fallback
     return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 12}), fallback=fallback,
-                     gate=GatePolicy(min_mean_prob=1.0), fallback_retries=retries, on_fallback_error=on_error)
+                     gate=GatePolicy(min_mean_prob=1.0), fallback_retries=retries, on_fallback_error=on_error,
+                     answer_cache=None)  # each query must reach the fallback
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("escalate", [False, True])
 def test_same_answer_name_and_usage_through_both_doors(slm, fallback_llm, escalate: bool) -> None:
     """Threshold 0 keeps the SLM's answer; threshold 1 escalates it (usage then counts the draft and the LLM)."""
-    core = SLMRouter(slm=slm, fallback=fallback_llm, fallback_retries=0)
+    # no answer cache: both doors must run the pipeline (the second would be served from the cache)
+    core = SLMRouter(slm=slm, fallback=fallback_llm, fallback_retries=0, answer_cache=None)
     question = "What is the capital of France?"
     lc = ChatSLMRouter(router=core, threshold=1.0 if escalate else 0.0)
     li = SLMRouterLLM(router=core, threshold=1.0 if escalate else 0.0)

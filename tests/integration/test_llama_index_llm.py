@@ -84,7 +84,7 @@ def fallback(ollama_base_url):
 
 @pytest.fixture(scope="module")
 def llm(slm, fallback) -> SLMRouterLLM:
-    return SLMRouterLLM(slm=slm, fallback=fallback)
+    return SLMRouterLLM(slm=slm, fallback=fallback, answer_cache=None)  # tests repeat questions
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def _closed_port() -> int:
 
 @pytest.fixture(scope="module")
 def router(slm, fallback_llm) -> SLMRouter:
-    return SLMRouter(slm=slm, fallback=fallback_llm)
+    return SLMRouter(slm=slm, fallback=fallback_llm, answer_cache=None)  # tests repeat questions
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,8 @@ DOCUMENTED = {200, 429, 503, 504}
 
 @pytest.fixture(scope="module")
 def router(slm, fallback_llm) -> SLMRouter:
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=fallback_llm)
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=fallback_llm,
+                     answer_cache=None)  # load: every request must run the pipeline
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,7 @@ def test_any_gate_works_in_both() -> None:
 
 
 def test_both_report_the_route_results_token_totals() -> None:
-    core = SLMRouter(slm=None, fallback=_UsageFake())
+    core = SLMRouter(slm=None, fallback=_UsageFake(), answer_cache=None)  # both ask the fallback (no cache hit)
     message = ChatSLMRouter(router=core).invoke("Who wrote Hamlet?")
     response = SLMRouterLLM(router=core).complete("Who wrote Hamlet?")
     usage = response.raw["usage"]

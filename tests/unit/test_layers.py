@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a module may impo
     ("stages", ("langchain_slm_router.messages", "langchain_slm_router.math_engine", "langchain_slm_router.slm",
                 "langchain_slm_router.gates", "langchain_slm_router.fallback", "langchain_slm_router.trace",
                 "langchain_slm_router.traffic", "langchain_slm_router.savings", "langchain_slm_router.telemetry",
+                "langchain_slm_router.cache",
                 "langchain_slm_router.embeddings")),  # a model wrapper like slm/: the pre-generation gate reads it
     ("router", ("langchain_slm_router.router", "langchain_slm_router.call")),
     ("integrations", ("langchain_slm_router", "langchain_slm_router.chat_model", "langchain_slm_router.tools",

@@ -40,6 +40,7 @@ PRICES = {LLM_NAME: {"input_per_1k": 2.5, "output_per_1k": 10.0}}
 
 
 def make_router(**kwargs: Any) -> SLMRouter:
+    kwargs.setdefault("answer_cache", None)  # the mix repeats questions: each must reach its own stage
     slm = ScriptedSLM(script={**SCRIPT, "fail?": SCRIPT["unsure?"]}, max_input_tokens=30, calls=[])
     return SLMRouter(slm=slm, gate=GatePolicy(min_mean_prob=0.6), fallback=FALLBACK, math_engine=MathEngine(),
                      fallback_retries=0, prices=PRICES, **kwargs)

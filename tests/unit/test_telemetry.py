@@ -45,7 +45,7 @@ def traced() -> tuple[SLMRouter, InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     slm = ScriptedSLM(script={**SCRIPT, "fail?": SCRIPT["unsure?"]}, max_input_tokens=30, calls=[])
     router = SLMRouter(slm=slm, gate=GatePolicy(min_mean_prob=0.6), fallback=FALLBACK, math_engine=MathEngine(),
-                       fallback_retries=0, tracer_provider=provider)
+                       fallback_retries=0, tracer_provider=provider, answer_cache=None)  # queries repeat
     SEEN_CURRENT.clear()
     return router, exporter
 
@@ -163,6 +163,6 @@ def test_no_tracer_provider_means_no_span_work(monkeypatch) -> None:
     monkeypatch.setattr(telemetry.QuerySpan, "start", refuse)
     slm = ScriptedSLM(script=SCRIPT, max_input_tokens=30, calls=[])
     router = SLMRouter(slm=slm, gate=GatePolicy(min_mean_prob=0.6), fallback=FALLBACK, math_engine=MathEngine(),
-                       fallback_retries=0)
+                       fallback_retries=0, answer_cache=None)  # queries repeat
     assert [r.stage for r in router.route_batch(["sure?", "unsure?", "What is 2+3?"])] == ["slm", "llm", "math"]
     assert list(router.stream("unsure?"))[-1].result.stage == "llm"
