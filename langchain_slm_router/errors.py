@@ -93,3 +93,7 @@ class DataUnavailableError(SLMRouterError, FileNotFoundError):
 
 class InvalidPriceError(SLMRouterError, ValueError):
     """A price table entry is negative, infinite or not a number (see :mod:`langchain_slm_router.savings`)."""
+
+
+class WeightsFetchError(ModelLoadError):
+    """Model weights could not be fetched: a download failed, or the assembled file's SHA-256 differs from the pin."""
