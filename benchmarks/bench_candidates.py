@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("bench_out/candidates"))
+    p.add_argument("--slm-only", action="store_true",
+                   help="only answer the questions with the SLMs into the cache (no LLM, no table)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -174,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     setup = argparse.Namespace(base_url=None, llm_gguf=str(args.llm_gguf or weights_path("qwen2.5-coder-1.5b")),
                                slm=None, llm_engine="llamacpp", torch_threads=args.threads, llm_model=args.llm_model)
+    if args.slm_only:
+        for name in names:
+            harness = Harness(CANDIDATES[name](args.threads), None, HarnessConfig(llm_id="-"), cache=cache)
+            for ds in datasets:
+                for i, it in enumerate([*evals[ds], *calibs[ds]]):
+                    harness.run_slm(it)
+                    if i % 20 == 0:
+                        print(f"{time.strftime('%H:%M:%S')} {name} {ds} {i}", flush=True)
+        return 0
     with ExitStack() as stack:
         llm = _LLMSetup(setup, stack, max(DEFAULT_MAX_NEW_TOKENS.values()))
         for name in names:

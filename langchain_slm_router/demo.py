@@ -50,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_fallback(args.llm_model, local_llm=args.local_llm, fetch=not args.no_fetch)
     with open_fallback(plan, num_predict=LLM_TOKENS) as (fallback, described):
         print(f"escalations are answered by: {described}")
-        router = SLMRouter(fallback=fallback, gate=GatePolicy(min_mean_prob=args.threshold),
+        # an answer cut at the SLM's token limit is not a complete answer: escalate it whatever its probability
+        router = SLMRouter(fallback=fallback, gate=GatePolicy(min_mean_prob=args.threshold, require_finished=True),
                            on_fallback_error="return_slm")
         started = time.perf_counter()
         router.slm.load()  # load once, before timing the queries
         print(f"SLM: {router.slm.model_name} loaded in {time.perf_counter() - started:.1f} s; "
-              f"gate: keep when mean token probability >= {args.threshold}\n")
+              f"gate: keep when mean token probability >= {args.threshold} and the answer ended within "
+              f"{router.slm.max_new_tokens} tokens\n")
         header = f"{'#':>2}  {'stage':5}  {'conf':>5}  {'ms':>8}  query -> answer"
         print(header)
         print("-" * len(header))
