@@ -8,7 +8,7 @@ only adds the questions not yet labelled.
 
 Questions come from the evaluation splits only (``evaluation/datasets.py``: SQuAD 2.0 split by article, NQ-open's
 evaluation half, and the mixed workload's GSM8K and math questions), in rounds of ``--round`` questions per data
-set, so an interrupted run still has a balanced prefix of each.
+set (GSM8K, whose answers are long, after ``--gsm8k-after``), so an interrupted run has a balanced prefix of each.
 
 Output, one file per data set under ``--out`` (``squad_v2.jsonl``, ``nq_open.jsonl``, ``gsm8k.jsonl``,
 ``math.jsonl``): ``id``, ``dataset``, ``kind``, ``question``, ``answers``, ``unanswerable``, ``llm_id``,
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nq", type=int, default=400, help="NQ-open evaluation questions")
     p.add_argument("--mixed", type=int, default=100, help="mixed workload size (its GSM8K and math questions)")
     p.add_argument("--round", type=int, default=50, help="questions per data set per round")
+    p.add_argument("--gsm8k-after", type=int, default=100,
+                   help="label the GSM8K questions once this many SQuAD/NQ/math questions each are done")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -78,28 +80,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"LLM: {llm.description}; cache {args.cache_dir}", flush=True)
         files = {name: args.out / f"{name}.jsonl" for name in items}
         done = {name: _done(path) for name, path in files.items()}
-        start, t0, n_new = 0, time.perf_counter(), 0
-        while any(start < len(v) for v in items.values()):
-            for name, its in items.items():
-                for item in its[start : start + args.round]:
-                    if item.id in done[name]:
-                        continue
-                    rec = harness.run_llm(item)
-                    s = score_answer(item.dataset, rec["text"], item.answers, item.unanswerable)
-                    row = {"id": item.id, "dataset": item.dataset, "kind": item.kind, "question": item.question,
-                           "answers": item.answers, "unanswerable": item.unanswerable, "llm_id": llm.llm_id,
-                           "num_predict": harness._tokens(item), "text": rec["text"],
-                           "latency_ms": rec["latency_ms"], "input_tokens": rec.get("input_tokens"),
-                           "output_tokens": rec.get("output_tokens"), "cached": rec["cached"], "score": s.score,
-                           "correct": s.correct, "em": s.em, "f1": s.f1, "abstained": s.abstained}
-                    with files[name].open("a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    done[name].add(item.id)
-                    n_new += 1
-                    print(f"{time.strftime('%H:%M:%S')} {name} {len(done[name])}/{len(its)} "
-                          f"{rec['latency_ms'] / 1000:.1f}s{' (cached)' if rec['cached'] else ''} "
-                          f"correct={s.correct}", flush=True)
-            start += args.round
+        # rounds of SQuAD, NQ-open and math; GSM8K (long answers, the slowest) after the first few rounds
+        schedule: list[tuple[str, list]] = []
+        longest = max(len(v) for v in items.values())
+        for start in range(0, longest, args.round):
+            for name in ("squad_v2", "nq_open", "math"):
+                schedule.append((name, items[name][start : start + args.round]))
+            if start + args.round == args.gsm8k_after:
+                schedule.append(("gsm8k", items["gsm8k"]))
+        if args.gsm8k_after >= longest:
+            schedule.append(("gsm8k", items["gsm8k"]))
+        t0, n_new = time.perf_counter(), 0
+        for name, batch in schedule:
+            for item in batch:
+                if item.id in done[name]:
+                    continue
+                rec = harness.run_llm(item)
+                s = score_answer(item.dataset, rec["text"], item.answers, item.unanswerable)
+                row = {"id": item.id, "dataset": item.dataset, "kind": item.kind, "question": item.question,
+                       "answers": item.answers, "unanswerable": item.unanswerable, "llm_id": llm.llm_id,
+                       "num_predict": harness._tokens(item), "text": rec["text"],
+                       "latency_ms": rec["latency_ms"], "input_tokens": rec.get("input_tokens"),
+                       "output_tokens": rec.get("output_tokens"), "cached": rec["cached"], "score": s.score,
+                       "correct": s.correct, "em": s.em, "f1": s.f1, "abstained": s.abstained}
+                with files[name].open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[name].add(item.id)
+                n_new += 1
+                print(f"{time.strftime('%H:%M:%S')} {name} {len(done[name])}/{len(items[name])} "
+                      f"{rec['latency_ms'] / 1000:.1f}s{' (cached)' if rec['cached'] else ''} "
+                      f"correct={s.correct}", flush=True)
         print(f"done: {n_new} new answers in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
 
