@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("bench_out/candidates"))
     p.add_argument("--slm-only", action="store_true",
-                   help="only answer the questions with the SLMs into the cache (no LLM, no table)")
+                   help="no LLM: answer with the SLMs (into the cache) and print SLM-alone F1/EM and the fitted "
+                        "gate's AUROC on the evaluation split")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -177,13 +178,28 @@ def main(argv: list[str] | None = None) -> int:
     setup = argparse.Namespace(base_url=None, llm_gguf=str(args.llm_gguf or weights_path("qwen2.5-coder-1.5b")),
                                slm=None, llm_engine="llamacpp", torch_threads=args.threads, llm_model=args.llm_model)
     if args.slm_only:
+        lines = ["| SLM | data set | n eval / calib | SLM alone F1 (EM) | abstains | gate AUROC (eval) |",
+                 "|---|---|---:|---:|---:|---:|"]
         for name in names:
             harness = Harness(CANDIDATES[name](args.threads), None, HarnessConfig(llm_id="-"), cache=cache)
+            cal = {ds: [_slm_only(harness, it) for it in calibs[ds]] for ds in datasets}
+            ev = {ds: [_slm_only(harness, it) for it in evals[ds]] for ds in datasets}
+            feats, labels = record_examples([r for recs in cal.values() for r in recs], "gold")
+            try:
+                gate: Any = LearnedGate.fit(feats, labels, info={"candidate": name})
+            except ValueError:
+                gate = _NeverKeep()
             for ds in datasets:
-                for i, it in enumerate([*evals[ds], *calibs[ds]]):
-                    harness.run_slm(it)
-                    if i % 20 == 0:
-                        print(f"{time.strftime('%H:%M:%S')} {name} {ds} {i}", flush=True)
+                recs = [r for r in ev[ds] if not r.get("math")]
+                gated = [(p, bool(r["slm"].get("correct"))) for r in recs if (p := _p_correct(gate, r)) is not None]
+                au = auroc([p for p, _ in gated], [c for _, c in gated]) if gated else None
+                n = max(1, len(recs))
+                f1 = sum(r["slm"]["f1"] for r in recs) / n
+                em = sum(r["slm"]["em"] for r in recs) / n
+                abst = sum(r["slm"].get("abstained", False) for r in recs) / n
+                lines.append(f"| {name} | {ds} | {len(recs)} / {len(cal[ds])} | {_pct(f1)} ({_pct(em)}) | "
+                             f"{_pct(abst)} | {'n/a' if au is None else f'{au:.3f}'} |")
+        print("\n".join(lines))
         return 0
     with ExitStack() as stack:
         llm = _LLMSetup(setup, stack, max(DEFAULT_MAX_NEW_TOKENS.values()))
@@ -224,8 +240,8 @@ def _slm_only(harness: Harness, item: Any) -> dict:
     math, math_ms = harness.run_math(item)
     slm = harness.run_slm(item)
     s = score_answer(item.dataset, slm.get("text", ""), item.answers, item.unanswerable)
-    slm.update({"score": s.score, "correct": s.correct, "em": s.em, "f1": s.f1} if slm.get("signals") else
-               {"score": 0.0, "correct": False, "em": 0.0, "f1": 0.0})
+    slm.update({"score": s.score, "correct": s.correct, "em": s.em, "f1": s.f1, "abstained": s.abstained}
+               if slm.get("signals") else {"score": 0.0, "correct": False, "em": 0.0, "f1": 0.0})
     return {"id": item.id, "dataset": item.dataset, "prompt": item.prompt, "math": math, "math_latency_ms": math_ms,
             "slm": slm, "llm": None}
 

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             conf = f"{r.signals.mean_prob:.2f}" if r.signals else "  -  "
             answer = " ".join(r.answer.split())
             print(f"{i:>2}  {r.stage:5}  {conf:>5}  {r.latency_ms['total']:8.1f}  {query[:60]}")
-            print(f"{'':>27}-> {answer[:110]}{' [low confidence]' if r.low_confidence else ''}")
+            shown = answer if len(answer) <= 110 else f"{answer[:50]} … {answer[-56:]}"  # the end holds the result
+            print(f"{'':>27}-> {shown}{' [low confidence]' if r.low_confidence else ''}")
             if args.json:
                 print(json.dumps(r.trace(), indent=2))
         elapsed = time.perf_counter() - total
