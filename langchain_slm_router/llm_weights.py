@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from langchain_slm_router.errors import WeightsFetchError
+from langchain_slm_router.weights import sha256_of
 
 MODELS_DIR_ENV = "SLM_ROUTER_MODELS_DIR"
 """Environment variable naming the folder fetched weights are kept in."""
@@ -114,18 +115,9 @@ def is_verified(path: Path, name: str = DEFAULT_LLM) -> bool:
         if source.size is not None and path.stat().st_size != source.size:
             return False
         return note.read_text().split()[0] == source.sha256 and (source.size is not None
-                                                                  or sha256_file(path) == source.sha256)
+                                                                  or sha256_of(path) == source.sha256)
     except (OSError, IndexError):
         return False
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 _CHUNK = re.compile(r"(\.bin|\.part\d+)$")
@@ -178,7 +170,7 @@ def fetch(name: str = DEFAULT_LLM, dest: Path | None = None, *, progress: bool =
     if is_verified(dest, name):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and sha256_file(dest) == source.sha256:
+    if dest.is_file() and sha256_of(dest) == source.sha256:
         dest.with_name(dest.name + ".sha256").write_text(f"{source.sha256}  {dest.name}\n")
         return dest
     from tqdm.auto import tqdm

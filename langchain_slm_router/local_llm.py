@@ -119,7 +119,7 @@ def open_fallback(plan: FallbackPlan, *, num_predict: int = 256, n_threads: int 
                f"{plan.model} on your Ollama at {plan.host} (ChatOllama)")
         return
     from langchain_slm_router.slm import make_backend
-    from langchain_slm_router.testing.ollama_server import OllamaProtocolServer
+    from langchain_slm_router.engine_server import OllamaProtocolServer
 
     if plan.kind == "local_llm":
         backend = make_backend("llamacpp", model_path=str(plan.gguf), n_threads=n_threads,

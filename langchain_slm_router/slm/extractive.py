@@ -202,7 +202,7 @@ def generate_extractive(slm: Any, conversations: Sequence[Sequence[Mapping[str, 
     Conversations without a context are answered as usual, in one batch; each one with a context is answered on
     its own with its :class:`SpanConstraint`.
     """
-    from langchain_slm_router.errors import QueryTooLongError
+    from langchain_slm_router.errors import GenerationError, QueryTooLongError
 
     out: list[Any] = [None] * len(conversations)
     plain: list[tuple[int, tuple[list[int], bool]]] = []
@@ -219,7 +219,10 @@ def generate_extractive(slm: Any, conversations: Sequence[Sequence[Mapping[str, 
             continue
         trie = SpanTrie(tok, match.context, match.abstention, slm.max_new_tokens)
         constraint = SpanConstraint(trie, len(encoded[0]), [tok.eos_token_id, tok.pad_token_id])
-        out[i] = slm._generate_chunk([encoded], early_exit, logits_processors=[constraint])[0]
+        try:
+            out[i] = slm._generate_chunk([encoded], early_exit, logits_processors=[constraint])[0]
+        except GenerationError as exc:  # in its slot, as generate_batch reports a failing prompt
+            out[i] = exc
     if plain:
         for (i, _), gen in zip(plain, slm.generate_encoded([e for _, e in plain], early_exit)):
             out[i] = gen

@@ -102,7 +102,7 @@ def test_without_ollama_a_failed_fetch_falls_back_to_the_slm_with_one_clear_reas
 
 @needs_llamacpp
 def test_without_ollama_the_local_llm_answers_through_chatollama() -> None:
-    from langchain_slm_router.slm.local import default_model_path
+    from langchain_slm_router.weights import default_model_path
 
     gguf = default_model_path()  # a small GGUF stands in for the 1.5B LLM in tests
     plan = plan_fallback("mistral", _closed_port_url(), local_llm=str(gguf))
