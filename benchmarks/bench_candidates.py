@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             for ds in datasets:
                 recs = [r for r in ev[ds] if not r.get("math")]
                 gated = [(p, bool(r["slm"].get("correct"))) for r in recs if (p := _p_correct(gate, r)) is not None]
-                au = auroc([p for p, _ in gated], [c for _, c in gated]) if gated else None
+                au = auroc([p for p, _ in gated], [c for _, c in gated]) \
+                    if gated and not isinstance(gate, _NeverKeep) else None
                 n = max(1, len(recs))
                 f1 = sum(r["slm"]["f1"] for r in recs) / n
                 em = sum(r["slm"]["em"] for r in recs) / n
