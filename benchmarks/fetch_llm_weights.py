@@ -7,7 +7,7 @@ where ``make demo``, ``slm-router serve`` and the benchmarks look for it.
 
 Usage::
 
-    python benchmarks/fetch_llm_weights.py [--model qwen2.5-coder-1.5b|qwen2.5-coder-0.5b] [--dest PATH]
+    python benchmarks/fetch_llm_weights.py [--model qwen2.5-coder-1.5b|qwen2.5-coder-0.5b|gemma3-270m] [--dest PATH]
 """
 
 from __future__ import annotations
