@@ -41,9 +41,10 @@ from langchain_slm_router.evaluation.harness import Harness, HarnessConfig
 from langchain_slm_router.evaluation.metrics import auroc, expected_calibration_error, precision_recall_f1
 from langchain_slm_router.gates import GatePolicy, LearnedGate, gate_features
 from langchain_slm_router.gates.training import record_examples
+from langchain_slm_router.llm_weights import weights_path
 
 DEFAULT_SIZES = {"squad_v2": (100, 100), "nq_open": (100, 100), "gsm8k": (24, 24), "mixed": (40, 40)}
-LLM_GGUF = Path(".slm_router_cache/models/qwen2.5-coder-0.5b-instruct.gguf")
+LLM_GGUF = weights_path("qwen2.5-coder-0.5b")
 
 
 def _quality_curve(records: Sequence[dict], score: Callable[[dict], float | None]) -> list[tuple[float, float]]:

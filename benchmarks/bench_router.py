@@ -25,9 +25,11 @@ sys.path.insert(0, str(REPO))
 
 from langchain_slm_router.cli import main  # noqa: E402
 
-MODELS = REPO / ".slm_router_cache" / "models"
-LLMS = [(MODELS / "qwen2.5-coder-1.5b-instruct.gguf", "qwen2.5-coder:1.5b"),
-        (MODELS / "qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder:0.5b")]
+from langchain_slm_router.llm_weights import models_dir, weights_path  # noqa: E402
+
+MODELS = models_dir()
+LLMS = [(weights_path("qwen2.5-coder-1.5b"), "qwen2.5-coder:1.5b"),
+        (weights_path("qwen2.5-coder-0.5b"), "qwen2.5-coder:0.5b")]
 
 PRESET = [
     "eval", "--datasets", "squad_v2,nq_open,math,gsm8k,mixed",

@@ -98,3 +98,7 @@ class InvalidPriceError(SLMRouterError, ValueError):
 class CacheUnavailableError(SLMRouterError, ConnectionError):
     """The answer cache's store (Redis) cannot be reached. The router never raises it: a store that is down makes
     every lookup a miss; only direct calls on a store see it."""
+
+
+class WeightsFetchError(ModelLoadError):
+    """Model weights could not be fetched: a download failed, or the assembled file's SHA-256 differs from the pin."""

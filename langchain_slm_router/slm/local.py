@@ -273,6 +273,9 @@ class LocalSLM(SLMBackend):
     ``"middle"`` is the middle layer. ``None`` (default): the middle and the last layer; ``[]``: none."""
     device: str = "cpu"
     """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
+    extractive: bool = False
+    """Answer a prompt that carries a context (the project's SQuAD prompt, LangChain's and LlamaIndex's stock RAG
+    prompts) only with a span of that context or the prompt's abstention phrase (:mod:`.extractive`)."""
 
     _loaded: tuple[tuple[Any, ...], LoadedModel] | None = PrivateAttr(default=None)
 
@@ -349,6 +352,10 @@ class LocalSLM(SLMBackend):
         A conversation over the input bound gets its :class:`QueryTooLongError` in its slot (unless
         ``overflow="truncate"``); the others are answered.
         """
+        if self.extractive:
+            from langchain_slm_router.slm.extractive import generate_extractive
+
+            return generate_extractive(self, conversations, early_exit)
         prepared: list[tuple[list[int], bool] | Exception] = []
         for conv in conversations:
             try:
@@ -443,7 +450,8 @@ class LocalSLM(SLMBackend):
         return kwargs
 
     def _generate_chunk(
-        self, batch: list[tuple[list[int], bool]], early_exit: EarlyExit | None = None
+        self, batch: list[tuple[list[int], bool]], early_exit: EarlyExit | None = None,
+        logits_processors: Sequence[Any] = (),
     ) -> list[SLMGeneration]:
         import torch
 
@@ -459,6 +467,10 @@ class LocalSLM(SLMBackend):
         extra["stopping_criteria"] = _with_cancel(extra.get("stopping_criteria"))
         layers = self.hidden_layers if self.hidden_layers is not None else DEFAULT_HIDDEN_LAYERS
         capture = HiddenCapture(loaded.model, layers) if layers else nullcontext()
+        if logits_processors:  # after the early-exit watch, which keeps the model's own distribution
+            from transformers import LogitsProcessorList
+
+            extra["logits_processor"] = LogitsProcessorList([*extra.get("logits_processor", []), *logits_processors])
         started = time.perf_counter()
         try:
             with loaded.lock, torch.inference_mode(), capture:
