@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,13 @@ from typing import IO, Any
 
 class ServerStartError(RuntimeError):
     """The child process exited, or its ready URL did not answer 200 in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server a test is about to start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def start_server_process(
@@ -43,4 +51,4 @@ def start_server_process(
     raise ServerStartError(f"{ready_url} did not answer within {timeout_s:.0f} s")
 
 
-__all__ = ["ServerStartError", "start_server_process"]
+__all__ = ["ServerStartError", "free_port", "start_server_process"]

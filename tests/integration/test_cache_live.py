@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
+from langchain_slm_router.testing.processes import free_port
 
 from langchain_slm_router import SLMRouter
 from langchain_slm_router.cache import CacheEntry, CacheKey, RedisStore, SemanticCache, SLMRouterCache
@@ -125,17 +126,12 @@ def test_ttl_eviction_and_invalidation_on_redis(redis_url: str, prefix: str) -> 
     assert b.nearest(keys[1].bucket, np.ones(384, np.float32)) is None  # b rebuilt its index after the clear
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_a_killed_redis_degrades_to_misses(tmp_path: Path) -> None:
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed here: cannot start and kill a private Redis")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([server, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

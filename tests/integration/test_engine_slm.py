@@ -8,7 +8,6 @@ on the same GGUF weights. The clients are the real ``ChatOllama`` and ``ChatOpen
 from __future__ import annotations
 
 import math
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from langchain_slm_router.slm import ChatModelSLM, LocalSLM, SLMBackend, SLMGene
 from langchain_slm_router.slm.local import default_model_path
 from langchain_slm_router.testing import OllamaProtocolServer
 from langchain_slm_router.testing.ollama_server import score_local
-from langchain_slm_router.testing.processes import start_server_process
+from langchain_slm_router.testing.processes import free_port, start_server_process
 
 pytestmark = pytest.mark.integration
 
@@ -53,11 +52,6 @@ NEAR_TIE = 0.3
 """Nats between the two best next tokens under which llama.cpp's quantised arithmetic may pick the other one."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def engine(slm: LocalSLM) -> Iterator[OllamaProtocolServer]:
@@ -72,7 +66,7 @@ def llamacpp_url() -> Iterator[str]:
 
     Only the ``llamacpp`` parameters use it; they carry ``requires("llama_cpp")`` (a skip without it, a failure under
     ``CI=true``). Installed but not starting is a failure everywhere."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--model_alias",
            "smollm2", "--logits_all", "true", "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1",
            "--n_ctx", "2048", "--verbose", "false"]
@@ -333,7 +327,7 @@ def test_a_disconnect_mid_stream_is_a_typed_error_in_its_slot(engine: OllamaProt
 
 @pytest.mark.parametrize("protocol", ["ollama", "openai"])
 async def test_a_server_that_is_down_is_a_typed_error(protocol: str) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     model = chat_ollama(url) if protocol == "ollama" else chat_openai(url + "/v1")
     slm = ChatModelSLM(chat_model=model)
     sync, asyn = slm.generate_batch([PARIS]), await slm.agenerate_batch([PARIS])
@@ -343,7 +337,7 @@ async def test_a_server_that_is_down_is_a_typed_error(protocol: str) -> None:
 
 
 def test_the_router_escalates_when_the_engine_is_down(fallback_llm) -> None:
-    down = ChatModelSLM(chat_model=chat_ollama(f"http://127.0.0.1:{_free_port()}"))
+    down = ChatModelSLM(chat_model=chat_ollama(f"http://127.0.0.1:{free_port()}"))
     result = SLMRouter(slm=down, fallback=fallback_llm).route("What is the capital of France?")
     assert result.stage == "llm" and "unreachable" in result.reason and result.answer.strip()
 
@@ -391,7 +385,7 @@ def test_a_router_replica_configured_by_a_file_uses_the_engine(engine: OllamaPro
         "gate": {"gate": "threshold", "min_mean_prob": 0.0}}}
     path = tmp_path / "replica.json"
     path.write_text(json.dumps(config))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("SLM_ROUTER_API_KEY", None)
     base = f"http://127.0.0.1:{port}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from langchain_slm_router.testing.processes import start_server_process
+from langchain_slm_router.testing.processes import free_port, start_server_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "obs-test-key-0123"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _spans(log: Path) -> list[dict]:
@@ -39,7 +33,7 @@ def _spans(log: Path) -> list[dict]:
 
 
 def test_traceparent_stats_metrics_and_the_stats_command(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
     env = {**os.environ, "SLM_ROUTER_API_KEY": KEY, "PYTHONPATH": str(REPO)}

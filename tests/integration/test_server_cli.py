@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from langchain_slm_router.testing.processes import start_server_process
+from langchain_slm_router.testing.processes import free_port, start_server_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,14 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = "cli-test-key-0123"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_serve_command_sigterm_finishes_in_flight_request(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SLM_ROUTER_API_KEY": KEY, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "serve.log").open("w+")
     base = f"http://127.0.0.1:{port}"
