@@ -49,10 +49,13 @@ Bounds
 * Wall clock: cheap operations on bounded input (arithmetic, derivatives of small expressions, factoring and
   solving polynomials of degree <= 4 with rational coefficients) run inline. Everything else (integration,
   ``simplify``, general ``solve``, evaluating irrational numbers, integer factorisation) runs in a daemon
-  worker thread and the caller waits at most ``timeout_s``. sympy cannot be interrupted from another thread,
-  so a computation that overruns keeps running in the background until it finishes; at most
-  ``BACKGROUND_SLOTS`` (4) such computations exist in the whole process, and a call that cannot get a slot
-  within ``timeout_s`` is declined ("busy"). On a timeout the engine declines (code ``"timeout"``) unless
+  worker thread and the caller waits at most ``timeout_s``. A computation that overruns is stopped: the
+  engine raises an exception inside its thread (CPython's ``PyThreadState_SetAsyncExc``), which takes effect at
+  the thread's next Python instruction, so sympy (pure Python) stops within milliseconds and its slot comes
+  back; a single long C call (big-integer arithmetic, already bounded by ``max_result_digits``) finishes first.
+  Without this, an abandoned ``integrate`` can hold the GIL for many minutes and slow every other thread of
+  the process (the SLM's included). At most ``BACKGROUND_SLOTS`` (4) computations run in the whole process,
+  and a call that cannot get a slot within ``timeout_s`` is declined ("busy"). On a timeout the engine declines (code ``"timeout"``) unless
   ``raise_on_timeout=True``, in which case it raises :class:`~langchain_slm_router.errors.MathTimeoutError`.
   (``signal.alarm`` was rejected: it only works in the main thread and would steal the application's
   ``SIGALRM``.)
@@ -74,7 +77,9 @@ per waiting caller), so an event loop never waits for sympy: a hard query costs 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
+import platform
 import re
 import threading
 import time
@@ -144,6 +149,66 @@ class _Decline(Exception):
 
 class _Timeout(Exception):
     pass
+
+
+class _Abandoned(BaseException):
+    """Raised inside an overrunning computation's thread to stop it (a ``BaseException``, so that sympy's own
+    ``except Exception`` handlers do not swallow it)."""
+
+
+_CAN_STOP_THREADS = platform.python_implementation() == "CPython"
+_STOP_RETRY_S = 0.1
+_STOP_TRIES = 600
+
+
+class _Worker:
+    """One background computation, which the caller can stop once it overruns its time bound."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.box: dict[str, object] = {}
+        self.done = threading.Event()
+        self._guard = threading.Lock()
+        self._running = True
+        self.thread = threading.Thread(target=self._work, name="math-engine-worker", daemon=True)
+
+    def _work(self) -> None:
+        try:
+            self.box["value"] = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            self.box["error"] = exc
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        while True:  # a stop request that arrives while finishing is ignored: the work is over
+            try:
+                with self._guard:
+                    self._running = False
+                break
+            except _Abandoned:
+                continue
+        _SLOTS.release()
+        self.done.set()
+
+    def stop(self) -> None:
+        """Stop the computation from a reaper thread (returns at once)."""
+        if _CAN_STOP_THREADS:
+            threading.Thread(target=self._reap, name="math-engine-reaper", daemon=True).start()
+
+    def _reap(self) -> None:
+        for _ in range(_STOP_TRIES):  # again and again: a bare ``except:`` in sympy may swallow one
+            with self._guard:
+                if not self._running or not self.thread.is_alive() or self.thread.ident is None:
+                    break
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread.ident),
+                                                           ctypes.py_object(_Abandoned))
+            if self.done.wait(_STOP_RETRY_S):
+                return
+        self.thread.join(_STOP_RETRY_S)
+        if not self.thread.is_alive() and not self.done.is_set():  # it died between two instructions of _finish
+            _SLOTS.release()
+            self.done.set()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -472,28 +537,18 @@ class MathEngine(BaseModel):
         deadline = time.monotonic() + self.timeout_s
         if not _SLOTS.acquire(timeout=self.timeout_s):
             raise _Decline("busy", "all background math slots are busy")
-        box: dict[str, object] = {}
-        done = threading.Event()
-
-        def work() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-                box["error"] = exc
-            finally:
-                _SLOTS.release()
-                done.set()
-
+        worker = _Worker(fn)
         try:
-            threading.Thread(target=work, name="math-engine-worker", daemon=True).start()
+            worker.thread.start()
         except RuntimeError:
             _SLOTS.release()
             raise _Decline("busy", "cannot start a background math thread") from None
-        if not done.wait(max(0.0, deadline - time.monotonic())):
+        if not worker.done.wait(max(0.0, deadline - time.monotonic())):
+            worker.stop()  # an overrunning sympy call would otherwise hold the GIL for minutes
             raise _Timeout()
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
+        if "error" in worker.box:
+            raise worker.box["error"]  # type: ignore[misc]
+        return worker.box["value"]  # type: ignore[return-value]
 
     def _check_degree(self, expr: sp.Expr) -> None:
         if _max_symbolic_exponent(expr) > self.max_symbolic_degree:

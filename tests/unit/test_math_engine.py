@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -400,6 +401,24 @@ def test_timeout_declines_or_raises() -> None:
     assert time.perf_counter() - start < 2.0
     with pytest.raises(MathTimeoutError):
         MathEngine(timeout_s=0.05, raise_on_timeout=True).solve("integrate x^5*cos(x)^3")
+
+
+def test_an_overrunning_computation_is_stopped_and_its_slot_comes_back() -> None:
+    from langchain_slm_router.math_engine import _SLOTS, BACKGROUND_SLOTS
+
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "math-engine-worker" and t.is_alive()]
+
+    assert not workers()
+    # minutes of sympy if left alone (it held the GIL for the rest of a test session once)
+    decline = MathEngine(timeout_s=0.3).explain("integrate x^30*sin(x)^9")
+    assert isinstance(decline, MathDecline) and decline.code == "timeout"
+    deadline = time.monotonic() + 10
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers(), "the overrunning sympy thread still runs"
+    assert _SLOTS._value == BACKGROUND_SLOTS  # every background slot is free again
+    assert MathEngine().solve("integrate x^2").answer == "x**3/3 + C"  # and the engine still answers
 
 
 def test_config_bounds() -> None:
