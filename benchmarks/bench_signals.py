@@ -205,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm-labels", default=None, help="JSONL of {id, correct} for the LLM's answers")
     parser.add_argument("--vector", default=None, help="probe vector (default: the best on the calib split CV)")
     parser.add_argument("--write-default", default=None, help="write the pooled gate (for gates/shipped/) here")
+    parser.add_argument("--default-signals", choices=["token features (20)", "token + probe"],
+                        default="token features (20)",
+                        help="which pooled gate --write-default writes (chosen by the tables: the probe did not add "
+                             "to the token and context features on 1,000 calibration labels, see docs/benchmarks.md)")
     parser.add_argument("--plot", default=None, help="write the quality-vs-LLM-calls plot (PNG) here")
     parser.add_argument("--data-dir", default=None, help="data folder (SQuAD article titles for the grouped CV)")
     parser.add_argument("--seed", type=int, default=0)
@@ -412,11 +416,13 @@ def main(argv: list[str] | None = None) -> int:
         from langchain_slm_router.slm import LocalSLM
 
         slm = LocalSLM()
-        gate = fit_gate(pooled_calib, token_names, best, slm=slm)
+        names, vec = variants[args.default_signals]
+        gate = fit_gate(pooled_calib, names, vec, slm=slm)
         gate = gate.model_copy(update={"pre": pre, "info": {
-            **gate.info, "shipped": True, "fitted_on": {d: len(calib[d]) for d in DATASETS},
+            **gate.info, "shipped": True, "signals": args.default_signals,
+            "fitted_on": {d: len(calib[d]) for d in DATASETS},
             "label": "gold correctness of LocalSLM() answers (benchmarks/label_signals.py), calibration splits",
-            "evaluation": [r for r in results if r["gate"] == "pooled token + probe"]}})
+            "evaluation": [r for r in results if r["gate"] == f"pooled {args.default_signals}"]}})
         gate.save(args.write_default)
         print(f"\ndefault gate written to {args.write_default}")
     return 0
