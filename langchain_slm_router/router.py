@@ -55,7 +55,7 @@ from langchain_slm_router.fallback import (
     with_fallback_retry,
 )
 from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
-from langchain_slm_router.gates.defaults import default_gate, is_shipped
+from langchain_slm_router.gates.defaults import default_gate, fitted_gate_for, is_shipped
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
 from langchain_slm_router.savings import PriceTable, RouterStats, SavingsLedger
@@ -110,6 +110,15 @@ class _Job:
         return self.error is None and self.result is None
 
 
+def _built_slm(data: dict[str, Any]) -> Any:
+    """The SLM a router's construction arguments name (a dumped configuration built; default ``LocalSLM()``)."""
+    slm = data["slm"] if "slm" in data else LocalSLM()
+    if isinstance(slm, dict):
+        options = dict(slm)
+        slm = make_backend(options.pop("backend", LocalSLM.backend_name), **options)
+    return slm
+
+
 class SLMRouter(BaseModel):
     """Answer each query with the cheapest component that can answer it well.
 
@@ -120,7 +129,8 @@ class SLMRouter(BaseModel):
             fallback). Its ``overflow`` setting decides what a prompt over its ``max_input_tokens`` gets.
         gate: the :class:`~langchain_slm_router.gates.Gate` deciding whether the SLM's answer is kept; default the
             shipped learned gate fitted for the SLM's weights (:mod:`~langchain_slm_router.gates.defaults`), else
-            the seed's rule ``GatePolicy()``; ``"threshold"`` (or ``"learned"`` with its options) by name.
+            the seed's rule ``GatePolicy()``; ``"threshold"`` (or ``"learned"`` with its options) by name;
+            ``"fitted"``: the opt-in learned gate fitted for the SLM's weights (``gates/fitted/``, issue 18).
         fallback: any LangChain chat model (or Runnable taking messages); default ``ChatOllama(model="mistral")``
             at ``OLLAMA_HOST``. ``None`` means no fallback: the SLM's answer is returned, marked low-confidence
             when the gate rejected it.
@@ -165,16 +175,16 @@ class SLMRouter(BaseModel):
     def _default_gate(cls, data: Any) -> Any:
         """No gate named (or ``"auto"``): the shipped gate for this SLM's weights, else the seed's rule."""
         if isinstance(data, dict) and data.get("gate", "auto") == "auto":
-            slm = data["slm"] if "slm" in data else LocalSLM()
-            if isinstance(slm, dict):
-                options = dict(slm)
-                slm = make_backend(options.pop("backend", LocalSLM.backend_name), **options)
+            slm = _built_slm(data)
             data = {**data, "slm": slm, "gate": default_gate(slm if isinstance(slm, SLMBackend) else None)}
         return data
 
     def __init__(self, **data: Any) -> None:
         if "prices" in data:  # a bad price table is an InvalidPriceError, not pydantic's wrapped ValidationError
             data["prices"] = PriceTable.of(data["prices"])
+        if isinstance(data.get("gate"), str) and data["gate"] == "fitted":  # a ConfigError, not a ValidationError
+            slm = _built_slm(data)
+            data = {**data, "slm": slm, "gate": fitted_gate_for(slm if isinstance(slm, SLMBackend) else None)}
         super().__init__(**data)
         self.gate.check_slm(self.slm)  # here, not in a validator: its typed error must reach the caller as is
 

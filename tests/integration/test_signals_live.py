@@ -54,3 +54,22 @@ def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(s
         assert isinstance(SLMRouter(slm=None, fallback=None).gate, GatePolicy)  # no SLM: no gate file fits
     finally:
         defaults.shipped_gates.cache_clear()
+
+
+def test_gate_fitted_is_the_measured_gate_for_the_default_slm_and_refuses_other_weights(slm) -> None:
+    """``gate="fitted"``: the learned gate fitted on 1,600 labels for ``LocalSLM()`` (gates/fitted/), with its
+    hidden-state probe and pre-generation gate; an SLM with other weights gets a clear error, not that gate."""
+    from langchain_slm_router.errors import ConfigError
+
+    router = SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), gate="fitted", fallback=None,
+                       math_engine=None, answer_cache=None)
+    gate = router.gate
+    assert isinstance(gate, LearnedGate) and gate.probe is not None and gate.probe.vector == "answer_mean@L15"
+    assert gate.pre is not None and gate.info["fitted_on"]["squad_v2"] >= 1000 and gate.threshold == 0.5
+    result = router.route("Context: The Normans gave their name to Normandy, a region in France.\n\n"
+                          "Question: In what country is Normandy?")
+    assert result.stage == "slm" and result.slm_answer  # no fallback: the SLM's answer, kept or low-confidence
+    assert result.p_correct is not None and 0.0 <= result.p_correct <= 1.0
+    assert result.gate_features is not None and PROBE_FEATURE in result.gate_features
+    with pytest.raises(ConfigError, match="no fitted gate file matches"):
+        SLMRouter(slm=slm.model_copy(update={"adapter": "nanoqa"}), gate="fitted", fallback=None)  # + adapter
