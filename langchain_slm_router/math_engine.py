@@ -174,11 +174,14 @@ class _Worker:
 
     def _work(self) -> None:
         try:
-            self.box["value"] = self.fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-            self.box["error"] = exc
-        finally:
-            self._finish()
+            try:
+                self.box["value"] = self.fn()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                self.box["error"] = exc
+            finally:
+                self._finish()
+        except _Abandoned:  # a stop request that landed after the computation had ended
+            pass
 
     def _finish(self) -> None:
         while True:  # a stop request that arrives while finishing is ignored: the work is over
