@@ -182,7 +182,7 @@ class SLMRouter(BaseModel):
     def __init__(self, **data: Any) -> None:
         if "prices" in data:  # a bad price table is an InvalidPriceError, not pydantic's wrapped ValidationError
             data["prices"] = PriceTable.of(data["prices"])
-        if isinstance(data.get("gate"), str) and data["gate"] == "fitted":  # a ConfigError, not a ValidationError
+        if data.get("gate") == "fitted":  # here, not in _default_gate: a ConfigError, not pydantic's ValidationError
             slm = _built_slm(data)
             data = {**data, "slm": slm, "gate": fitted_gate_for(slm if isinstance(slm, SLMBackend) else None)}
         super().__init__(**data)

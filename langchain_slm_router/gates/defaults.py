@@ -30,27 +30,33 @@ FITTED_GATES_DIR = Path(__file__).resolve().parent / "fitted"
 """Where the opt-in gate files fitted for packaged SLMs are (``SLMRouter(gate="fitted")``)."""
 
 
-@functools.lru_cache(maxsize=1)
-def shipped_gates() -> tuple[LearnedGate, ...]:
-    """The shipped gate files, loaded (and validated) once per process."""
-    return tuple(LearnedGate.load(p) for p in sorted(SHIPPED_GATES_DIR.glob("*.json")))
+@functools.lru_cache(maxsize=2)
+def _gates_in(folder: Path) -> tuple[LearnedGate, ...]:
+    """The gate files of ``folder``, loaded (and validated) once per process."""
+    return tuple(LearnedGate.load(p) for p in sorted(folder.glob("*.json")))
 
 
-def shipped_gate_for(slm: SLMBackend | None) -> LearnedGate | None:
-    """The shipped gate fitted for ``slm``'s weights, or ``None``."""
-    if slm is None:
-        return None
-    gates = shipped_gates()
-    if not gates:
+def _for_weights(gates: tuple[LearnedGate, ...], slm: SLMBackend | None) -> LearnedGate | None:
+    """The gate among ``gates`` fitted for ``slm``'s weights, or ``None``."""
+    if slm is None or not gates:
         return None
     sha = slm.weights_sha256()
     return next((g for g in gates if sha is not None and g.slm_sha256 == sha), None)
 
 
-@functools.lru_cache(maxsize=1)
+def shipped_gates() -> tuple[LearnedGate, ...]:
+    """The shipped default gate files."""
+    return _gates_in(SHIPPED_GATES_DIR)
+
+
+def shipped_gate_for(slm: SLMBackend | None) -> LearnedGate | None:
+    """The shipped gate fitted for ``slm``'s weights, or ``None``."""
+    return _for_weights(shipped_gates(), slm)
+
+
 def fitted_gates() -> tuple[LearnedGate, ...]:
-    """The opt-in fitted gate files, loaded (and validated) once per process."""
-    return tuple(LearnedGate.load(p) for p in sorted(FITTED_GATES_DIR.glob("*.json")))
+    """The opt-in fitted gate files."""
+    return _gates_in(FITTED_GATES_DIR)
 
 
 def fitted_gate_for(slm: SLMBackend | None) -> LearnedGate:
@@ -59,9 +65,9 @@ def fitted_gate_for(slm: SLMBackend | None) -> LearnedGate:
     Raises:
         ConfigError: no fitted gate matches the SLM's weights (another model, another adapter, or no SLM).
     """
-    sha = slm.weights_sha256() if slm is not None else None
-    gate = next((g for g in fitted_gates() if sha is not None and g.slm_sha256 == sha), None)
+    gate = _for_weights(fitted_gates(), slm)
     if gate is None:
+        sha = slm.weights_sha256() if slm is not None else None
         have = ", ".join(f"{g.slm_name} ({g.slm_sha256[:12]})" for g in fitted_gates() if g.slm_sha256) or "none"
         raise ConfigError(
             f"gate='fitted': no fitted gate file matches this SLM "

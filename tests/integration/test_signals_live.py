@@ -40,7 +40,7 @@ def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(s
                            info={"shipped": True})
     gate.save(tmp_path / "smollm2.json")
     monkeypatch.setattr(defaults, "SHIPPED_GATES_DIR", tmp_path)
-    defaults.shipped_gates.cache_clear()
+    defaults._gates_in.cache_clear()
     try:
         router = SLMRouter(fallback=None, math_engine=None)
         assert router.gate == gate
@@ -53,7 +53,7 @@ def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(s
         assert isinstance(SLMRouter(gate="threshold", fallback=None).gate, GatePolicy)  # the seed's rule by name
         assert isinstance(SLMRouter(slm=None, fallback=None).gate, GatePolicy)  # no SLM: no gate file fits
     finally:
-        defaults.shipped_gates.cache_clear()
+        defaults._gates_in.cache_clear()
 
 
 def test_gate_fitted_is_the_measured_gate_for_the_default_slm_and_refuses_other_weights(slm) -> None:

@@ -233,9 +233,7 @@ def test_without_its_embedding_model_the_pre_generation_gate_lets_every_query_th
     import importlib.util
 
     from langchain_slm_router import embeddings
-    from langchain_slm_router.gates import pregen
 
-    monkeypatch.setattr(pregen, "_WARNED", set())  # it warns once per process
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(embeddings.importlib.util, "find_spec",  # the optional MiniLM package is not installed
                         lambda name, *a: None if name == embeddings.EMBEDDING_PACKAGE else real_find_spec(name, *a))
