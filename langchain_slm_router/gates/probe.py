@@ -10,8 +10,11 @@ the gate's JSON file, so evaluating it needs no scikit-learn and no pickle. A :c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -69,10 +72,18 @@ class HiddenProbe(BaseModel):
         if len(h) != self.dim:
             raise GateInputError(f"The probe reads {self.dim} numbers from {self.vector!r} but got {len(h)}: the "
                                  "gate was fitted for another model.")
-        z = [(v - m) / s for v, m, s in zip(h, self.mean, self.scale)]
-        if self.components is not None:
-            z = [sum(c * x for c, x in zip(row, z)) for row in self.components]
-        return float(self.intercept + sum(c * x for c, x in zip(self.coef, z)))
+        mean, scale, components, coef = self._arrays
+        z = (np.asarray(h, dtype=np.float64) - mean) / scale
+        if components is not None:
+            z = components @ z
+        return float(self.intercept + coef @ z)
+
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """The stored numbers as float64 arrays, built once per probe (a score is then two small mat-vec products)."""
+        comps = None if self.components is None else np.asarray(self.components, dtype=np.float64)
+        return (np.asarray(self.mean, dtype=np.float64), np.asarray(self.scale, dtype=np.float64), comps,
+                np.asarray(self.coef, dtype=np.float64))
 
     @classmethod
     def fit(cls, vectors: Any, labels: Sequence[bool], vector: str, *, components: int | None = 64,
