@@ -49,12 +49,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, Field, SerializeAsAny, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, SerializerFunctionWrapHandler, field_serializer, model_validator
 
 from langchain_slm_router.call import CallContract
 from langchain_slm_router.errors import FallbackUnavailableError
 from langchain_slm_router.fallback import fallback_name
 from langchain_slm_router.gates import Gate
+from langchain_slm_router.gates.defaults import gate_reference
 from langchain_slm_router.router import SLMRouter, word_pieces
 from langchain_slm_router.savings import RouterStats
 from langchain_slm_router.trace import RouteResult
@@ -77,9 +78,11 @@ class ChatSLMRouter(BaseChatModel):
 
     Key init args:
         router: the routing core (:class:`SLMRouter`); built from the other arguments when not given.
-        threshold: the gate's headline threshold (``gate.with_threshold``; for the default gate, the minimum mean
-            token probability).
-        gate: the :class:`~langchain_slm_router.gates.Gate` (default: the router's ``GatePolicy``).
+        threshold: the gate's headline threshold (``gate.with_threshold``; for the default gate of the default SLM,
+            the minimum calibrated P(correct); for the seed's rule, the minimum mean token probability).
+        gate: the :class:`~langchain_slm_router.gates.Gate`, or a registered name (``"threshold"``: the seed's
+            rule; ``"fitted"``); default: the router's (the shipped learned gate fitted for the SLM's weights, else
+            ``GatePolicy``).
         fallback: any LangChain chat model; ``None`` = no fallback (low-confidence SLM answers are returned,
             marked ``low_confidence`` in the trace).
         slm, math_engine, on_fallback_error, fallback_retries, max_query_chars: passed to
@@ -147,6 +150,11 @@ class ChatSLMRouter(BaseChatModel):
     streaming: bool | None = None
     """``True``: ``invoke`` streams internally (LangChain's standard flag); ``False`` disables streaming."""
 
+    @field_serializer("gate", mode="wrap")
+    def _gate_by_reference(self, gate: Gate | None, handler: SerializerFunctionWrapHandler) -> Any:
+        """A shipped gate file is dumped as a reference, as in :class:`SLMRouter`'s dump."""
+        return (gate_reference(gate) if gate is not None else None) or handler(gate)
+
     @model_validator(mode="before")
     @classmethod
     def _fold_into_router(cls, data: Any) -> Any:
@@ -195,7 +203,7 @@ class ChatSLMRouter(BaseChatModel):
             "slm": slm.model_name if slm is not None else None,
             "max_new_tokens": slm.max_new_tokens if slm is not None else None,
             "temperature": getattr(slm, "temperature", None),
-            "gate": router.gate.model_dump(),
+            "gate": router.gate.identity(),
             "threshold": router.gate.threshold,
             "fallback": fallback_name(router.fallback) if router.fallback is not None else None,
             "on_fallback_error": router.on_fallback_error,

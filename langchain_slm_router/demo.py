@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
                              "langchain_slm_router.llm_weights.SOURCES; default qwen2.5-coder-1.5b)")
     parser.add_argument("--no-fetch", action="store_true",
                         help="do not fetch the local LLM's weights (1.1 GB, once); use the SLM as the LLM instead")
-    parser.add_argument("--threshold", type=float, default=0.6, help="gate: minimum mean token probability")
+    parser.add_argument("--gate", choices=("default", "threshold"), default="default",
+                        help="default: the SLM's shipped learned gate (P(correct), with a pre-generation check); "
+                             "threshold: the reference rule (mean token probability)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="the gate's threshold (default: the gate's own: P(correct) >= 0.5 for the shipped gate, "
+                             "mean token probability >= 0.6 for the reference rule)")
     parser.add_argument("--json", action="store_true", help="print each full trace as JSON too")
     parser.add_argument("queries", nargs="*", help="queries to route (default: the built-in mixed batch)")
     args = parser.parse_args(argv)
@@ -50,14 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_fallback(args.llm_model, local_llm=args.local_llm, fetch=not args.no_fetch)
     with open_fallback(plan, num_predict=LLM_TOKENS) as (fallback, described):
         print(f"escalations are answered by: {described}")
-        # an answer cut at the SLM's token limit is not a complete answer: escalate it whatever its probability
-        router = SLMRouter(fallback=fallback, gate=GatePolicy(min_mean_prob=args.threshold, require_finished=True),
-                           on_fallback_error="return_slm")
+        if args.gate == "threshold":
+            # an answer cut at the SLM's token limit is not a complete answer: escalate it whatever its probability
+            gate_kw: dict = {"gate": GatePolicy(min_mean_prob=0.6 if args.threshold is None else args.threshold,
+                                                require_finished=True)}
+        else:
+            gate_kw = {}  # SLMRouter()'s own choice: the shipped gate fitted for the SLM's weights
+        router = SLMRouter(fallback=fallback, on_fallback_error="return_slm", **gate_kw)
+        if args.threshold is not None and args.gate != "threshold":
+            router = router.with_options(threshold=args.threshold)
         started = time.perf_counter()
         router.slm.load()  # load once, before timing the queries
-        print(f"SLM: {router.slm.model_name} loaded in {time.perf_counter() - started:.1f} s; "
-              f"gate: keep when mean token probability >= {args.threshold} and the answer ended within "
-              f"{router.slm.max_new_tokens} tokens\n")
+        print(f"SLM: {router.slm.model_name} loaded in {time.perf_counter() - started:.1f} s; gate: {_describe(router)}"
+              "\n")
         header = f"{'#':>2}  {'stage':5}  {'conf':>5}  {'ms':>8}  query -> answer"
         print(header)
         print("-" * len(header))
@@ -66,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, query in enumerate(queries, 1):
             r = router.route(query)
             counts[r.stage] = counts.get(r.stage, 0) + 1
-            conf = f"{r.signals.mean_prob:.2f}" if r.signals else "  -  "
+            p = r.p_correct if r.p_correct is not None else (r.signals.mean_prob if r.signals else None)
+            conf = f"{p:.2f}" if p is not None else "  -  "
             answer = " ".join(r.answer.split())
             print(f"{i:>2}  {r.stage:5}  {conf:>5}  {r.latency_ms['total']:8.1f}  {query[:60]}")
             shown = answer if len(answer) <= 110 else f"{answer[:50]} … {answer[-56:]}"  # the end holds the result
@@ -77,6 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(queries)} queries in {elapsed:.1f} s; answered by "
               + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 0
+
+
+def _describe(router: object) -> str:
+    """One line on what the router's gate keeps."""
+    from langchain_slm_router.gates import GatePolicy, LearnedGate
+
+    gate = router.gate  # type: ignore[attr-defined]
+    if isinstance(gate, LearnedGate):
+        pre = f"; skip the SLM when P(correct) before it runs < {gate.pre.min_p_correct}" if gate.pre else ""
+        return (f"learned ({gate.slm_name or 'this SLM'}): keep when P(correct) >= {gate.threshold}{pre}. "
+                "conf = P(correct); most non-math questions are beyond a 135M model, so the LLM answers them")
+    if isinstance(gate, GatePolicy):
+        return (f"keep when mean token probability >= {gate.threshold} and the answer ended within "
+                f"{router.slm.max_new_tokens} tokens (conf = mean token probability)")  # type: ignore[attr-defined]
+    return type(gate).__name__
 
 
 if __name__ == "__main__":

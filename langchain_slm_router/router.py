@@ -40,7 +40,9 @@ from pydantic import (
     Field,
     PrivateAttr,
     SerializeAsAny,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -55,7 +57,14 @@ from langchain_slm_router.fallback import (
     with_fallback_retry,
 )
 from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
-from langchain_slm_router.gates.defaults import default_gate, fitted_gate_for, is_shipped
+from langchain_slm_router.gates.defaults import (
+    SHIPPED_REFERENCE,
+    default_gate,
+    fitted_gate_for,
+    gate_reference,
+    is_shipped,
+    resolve_gate_reference,
+)
 from langchain_slm_router.math_engine import MathEngine
 from langchain_slm_router.messages import Conversation, to_messages
 from langchain_slm_router.savings import PriceTable, RouterStats, SavingsLedger
@@ -93,6 +102,7 @@ class _Job:
         self.latency: dict[str, float] = {}
         self.gen: SLMGeneration | None = None
         self.decision: GateDecision | None = None
+        self.pre: GateDecision | None = None  # the pre-generation gate's decision, when it let the query through
         self.skip_slm = False
         """True when the query goes straight to the fallback (``reason`` says why)."""
         self.reason = ""
@@ -209,7 +219,14 @@ class SLMRouter(BaseModel):
         options = dict(value)
         if info.field_name == "slm":
             return make_backend(options.pop("backend", LocalSLM.backend_name), **options)
+        if options.get("gate") == SHIPPED_REFERENCE:
+            return resolve_gate_reference(options)
         return make_gate(options.pop("gate", GatePolicy.gate_name), **options)
+
+    @field_serializer("gate", mode="wrap")
+    def _gate_by_reference(self, gate: Gate, handler: SerializerFunctionWrapHandler) -> Any:
+        """A shipped gate file is dumped as a reference (its name, hash and thresholds), not ~1 MB of numbers."""
+        return gate_reference(gate) or handler(gate)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -440,7 +457,7 @@ class SLMRouter(BaseModel):
         if not todo:
             return
         if self._cache_config is None:
-            self._cache_config = config_digest(self.display_name, self.math_engine, self.slm, self.gate,
+            self._cache_config = config_digest(self.display_name, self.math_engine, self.slm, self.gate.identity(),
                                                self.fallback, self.on_fallback_error)
         tags = ((config or {}).get("metadata") or {}).get("cache_tags") or ()
         probes = self.answer_cache.lookup([j.conv.dicts for j in todo],  # type: ignore[union-attr]
@@ -477,6 +494,8 @@ class SLMRouter(BaseModel):
                 if not pre.keep:
                     job.decision, job.skip_slm = pre, True
                     job.reason = "sent to the fallback: the pre-generation gate expects the SLM to be wrong"
+                else:
+                    job.pre = pre
         return [j for j in todo if not j.skip_slm]
 
     def _load_slm(self, todo: list[_Job]) -> None:
@@ -534,6 +553,10 @@ class SLMRouter(BaseModel):
             if job.otel is not None:
                 job.otel.start("gate")
             decision = self.gate.decide(gen, job.conv.dicts)  # type: ignore[union-attr]
+            if job.pre is not None:  # the trace shows the pre-generation check that let the query through too
+                decision = decision.model_copy(update={
+                    "reasons": [*job.pre.reasons, *decision.reasons],
+                    "features": {**(decision.features or {}), **(job.pre.features or {})} or None})
             job.decision = decision
             if job.otel is not None:
                 job.otel.end_gate(decision, self.gate.threshold)

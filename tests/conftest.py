@@ -193,11 +193,14 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="module")
 def router(slm: LocalSLM, fallback_llm):
-    """The router the HTTP server tests serve: the session SLM (24-token answers) and the session fallback."""
+    """The router the HTTP server tests serve: the session SLM (24-token answers), the seed's threshold gate (these
+    tests are about the protocol and the stages, and need the SLM stage to keep answers: the shipped learned gate
+    escalates almost every non-math answer of the stock SLM) and the session fallback."""
     from langchain_slm_router import SLMRouter
 
     # no answer cache: the server tests ask the same questions again and count the stages that answer
-    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm, answer_cache=None)
+    return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 24}), fallback=fallback_llm, answer_cache=None,
+                     gate="threshold")
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,12 @@ class Gate(BaseModel, ABC):
         """A copy whose headline threshold is ``threshold``."""
         raise TypeError(f"{type(self).__name__} has no threshold to set")
 
+    def identity(self) -> dict[str, Any]:
+        """A small JSON-ready description that tells this gate's configuration apart from any other: what the chat
+        model's identifying parameters, the answer cache's configuration digest and the server's batch keys use.
+        Default: the gate's own fields (a threshold gate is a few numbers); a gate with a large model overrides it."""
+        return {"gate": self.gate_name, **self.model_dump(mode="json")}
+
     def check_slm(self, slm: Any) -> None:
         """Raise a typed error when the gate cannot judge this SLM's answers (default: any SLM is fine)."""
         return None

@@ -6,28 +6,32 @@ sha256 of the weights it was fitted for; :func:`default_gate` returns the one wh
 >= 0.6, the seed's rule) for any other SLM, or when no file matches. ``SLMRouter(gate="threshold")`` asks for the
 seed's rule explicitly.
 
+``gates/shipped/smollm2.json`` is the learned gate of issue 18 for ``LocalSLM()`` (the stock SmolLM2-135M-Instruct):
+a bare ``SLMRouter()`` uses it (docs/gates.md says what it does and how it was measured).
+
 Gate files that were fitted and measured for a packaged SLM but did not become its default live in
-``gates/fitted/*.json``: ``SLMRouter(gate="fitted")`` (``ChatSLMRouter(gate="fitted")``, ``SLMRouterLLM(gate=
-"fitted")``, ``"gate": "fitted"`` in a serve configuration) uses the one fitted for the router's SLM, and refuses
-an SLM that none was fitted for. ``gates/fitted/smollm2.json`` is the learned gate of issue 18 for ``LocalSLM()``
-(docs/gates.md says what it does and why it is not the default yet).
+``gates/fitted/*.json`` (none at present). ``SLMRouter(gate="fitted")`` (``ChatSLMRouter(gate="fitted")``,
+``SLMRouterLLM(gate="fitted")``, ``"gate": "fitted"`` in a serve configuration) uses the gate fitted for the
+router's SLM from either folder, and refuses an SLM that none was fitted for, where the default quietly falls back
+to the seed's rule.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
-from langchain_slm_router.errors import ConfigError
+from langchain_slm_router.errors import ConfigError, ModelLoadError
 from langchain_slm_router.gates.base import Gate
 from langchain_slm_router.gates.learned import LearnedGate
 from langchain_slm_router.gates.threshold import GatePolicy
 from langchain_slm_router.slm.base import SLMBackend
 
 SHIPPED_GATES_DIR = Path(__file__).resolve().parent / "shipped"
-"""Where the shipped default gate files are (none at present)."""
+"""Where the shipped default gate files are."""
 FITTED_GATES_DIR = Path(__file__).resolve().parent / "fitted"
-"""Where the opt-in gate files fitted for packaged SLMs are (``SLMRouter(gate="fitted")``)."""
+"""Where the opt-in gate files fitted for packaged SLMs, but not their default, are (``SLMRouter(gate="fitted")``)."""
 
 
 @functools.lru_cache(maxsize=2)
@@ -40,7 +44,10 @@ def _for_weights(gates: tuple[LearnedGate, ...], slm: SLMBackend | None) -> Lear
     """The gate among ``gates`` fitted for ``slm``'s weights, or ``None``."""
     if slm is None or not gates:
         return None
-    sha = slm.weights_sha256()
+    try:
+        sha = slm.weights_sha256()
+    except ModelLoadError:  # weights not there (yet): no shipped gate; loading the SLM reports it, on first use
+        return None
     return next((g for g in gates if sha is not None and g.slm_sha256 == sha), None)
 
 
@@ -55,8 +62,8 @@ def shipped_gate_for(slm: SLMBackend | None) -> LearnedGate | None:
 
 
 def fitted_gates() -> tuple[LearnedGate, ...]:
-    """The opt-in fitted gate files."""
-    return _gates_in(FITTED_GATES_DIR)
+    """Every gate file fitted for a packaged SLM: the shipped defaults first, then the opt-in ones."""
+    return shipped_gates() + _gates_in(FITTED_GATES_DIR)
 
 
 def fitted_gate_for(slm: SLMBackend | None) -> LearnedGate:
@@ -81,10 +88,43 @@ def default_gate(slm: SLMBackend | None) -> Gate:
     return shipped_gate_for(slm) or GatePolicy()
 
 
+SHIPPED_REFERENCE = "shipped"
+"""The ``gate`` key of a dumped configuration that names a shipped gate file instead of inlining it."""
+
+
+def gate_reference(gate: Gate) -> dict[str, Any] | None:
+    """How a configuration dump names ``gate`` when it is a shipped gate file: its identity (name, the SHA-256 of
+    its fitted numbers, its thresholds) instead of ~1 MB of numbers; ``None`` for any other gate (dumped whole)."""
+    if not is_shipped(gate):
+        return None
+    return {**gate.identity(), "gate": SHIPPED_REFERENCE}
+
+
+def resolve_gate_reference(ref: dict[str, Any]) -> LearnedGate:
+    """The shipped gate a :func:`gate_reference` names, at the thresholds it records.
+
+    Raises:
+        ConfigError: no shipped gate file of this version has those fitted numbers.
+    """
+    sha = ref.get("sha256")
+    gate = next((g for g in shipped_gates() if g.identity()["sha256"] == sha), None)
+    if gate is None:
+        raise ConfigError(f"The configuration names a shipped gate file ({ref.get('slm_name')}, sha256 "
+                          f"{str(sha)[:12]}) that this version of langchain-slm-router does not ship. Name the gate "
+                          "again (gate='threshold', gate='fitted', or a LearnedGate.load(path)).")
+    if ref.get("min_p_correct") is not None:
+        gate = gate.with_threshold(float(ref["min_p_correct"]))
+    if gate.pre is not None and ref.get("pre_min_p_correct") is not None:
+        gate = gate.model_copy(update={"pre": gate.pre.model_copy(
+            update={"min_p_correct": float(ref["pre_min_p_correct"])})})
+    return gate
+
+
 def is_shipped(gate: Gate) -> bool:
     """Whether ``gate`` is one of the shipped gates (at any threshold), i.e. was chosen for the SLM, not by the user."""
     return isinstance(gate, LearnedGate) and bool(gate.info.get("shipped"))
 
 
-__all__ = ["FITTED_GATES_DIR", "SHIPPED_GATES_DIR", "default_gate", "fitted_gate_for", "fitted_gates", "is_shipped",
-           "shipped_gate_for", "shipped_gates"]
+__all__ = ["FITTED_GATES_DIR", "SHIPPED_GATES_DIR", "SHIPPED_REFERENCE", "default_gate", "fitted_gate_for",
+           "fitted_gates", "gate_reference", "is_shipped", "resolve_gate_reference", "shipped_gate_for",
+           "shipped_gates"]

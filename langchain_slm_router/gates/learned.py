@@ -19,6 +19,8 @@ Python API::
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -104,7 +106,13 @@ class LearnedGate(Gate):
         return self.min_p_correct
 
     def with_threshold(self, threshold: float) -> LearnedGate:
-        return self.model_copy(update={"min_p_correct": float(threshold)})
+        """This gate keeping answers at P(correct) >= ``threshold``. A pre-generation gate whose skip threshold is
+        above the new one is lowered to it: a query is never skipped as hopeless when an answer predicted that
+        likely to be right would now be kept (``threshold=0`` runs the SLM on every query and keeps every answer)."""
+        update: dict[str, Any] = {"min_p_correct": float(threshold)}
+        if self.pre is not None and self.pre.min_p_correct > threshold:
+            update["pre"] = self.pre.model_copy(update={"min_p_correct": float(threshold)})
+        return self.model_copy(update=update)
 
     def check_slm(self, slm: SLMBackend | None) -> None:
         """Refuse an SLM whose weights differ from those the gate was fitted for."""
@@ -153,6 +161,22 @@ class LearnedGate(Gate):
         if self.calibration is not None:
             return float(min(1.0, max(0.0, self.calibration(s))))
         return PlattMap(a=1.0, b=0.0)(s)
+
+    def identity(self) -> dict[str, Any]:
+        """The gate's name, the SHA-256 of its fitted numbers (the file less its thresholds), its SLM and its keep
+        and skip thresholds: a few hundred bytes in place of the whole file (the shipped one is ~1 MB of JSON)."""
+        return {"gate": self.gate_name, "sha256": self._fitted_sha256, "slm_name": self.slm_name,
+                "min_p_correct": self.min_p_correct,
+                "pre_min_p_correct": self.pre.min_p_correct if self.pre is not None else None}
+
+    @functools.cached_property
+    def _fitted_sha256(self) -> str:
+        """SHA-256 of everything but the thresholds (so copies at other thresholds share it, and compute it once)."""
+        data = self.model_dump(mode="json")
+        data.pop("min_p_correct", None)
+        if isinstance(data.get("pre"), dict):
+            data["pre"].pop("min_p_correct", None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     # ------------------------------------------------------------------ files
     def to_json(self) -> str:

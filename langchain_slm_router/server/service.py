@@ -4,6 +4,7 @@ streaming with the trace known before the first byte, and the ``x-slm-router-*``
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -197,7 +198,7 @@ class RouterService:
         if not options.cache and configured.answer_cache is not None:
             configured = configured.with_options(answer_cache=None)
         if self.batcher is not None and configured.slm is not None:
-            slm = CoalescedSLM.wrap(configured.slm, self.batcher, configured.gate.model_dump_json())
+            slm = CoalescedSLM.wrap(configured.slm, self.batcher, json.dumps(configured.gate.identity(), sort_keys=True))
             configured = configured.with_options(slm=slm)
         self._routers[options] = configured
         if len(self._routers) > 64:

@@ -73,7 +73,7 @@ def test_two_routers_share_hits_through_redis(slm, redis_url: str, prefix: str, 
         cache = SemanticCache(semantic=True, similarity_threshold=0.8, embeddings=minilm,
                               store=RedisStore(url=redis_url, prefix=prefix))
         return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=None, answer_cache=cache,
-                         math_engine=None).with_options(threshold=0.0)  # keep every SLM answer
+                         math_engine=None, gate="threshold").with_options(threshold=0.0)  # keep every SLM answer
 
     first, second = replica(), replica()
     answered = first.route("What is the capital of France?")

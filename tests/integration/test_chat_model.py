@@ -3,6 +3,8 @@
 Which stage answers is forced with the gate's threshold where a test needs one stage (threshold 0 keeps every SLM
 answer, threshold 1 escalates every one, since no answer has mean token probability 1), so the tests do not hang
 on the 135M model's confidence on a given day; everything else (answers, signals, tokens) is the models' own.
+The router uses the seed's threshold gate (mean token probability): the shipped learned gate's pre-generation step
+would skip the SLM on some of these questions, and these tests are about what the SLM stage does when it runs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def fallback(ollama_base_url: str) -> ChatOllama:
 
 @pytest.fixture(scope="module")
 def router(slm, fallback) -> ChatSLMRouter:
-    return ChatSLMRouter(slm=slm, fallback=fallback, max_tokens=16, answer_cache=None)  # tests repeat questions
+    return ChatSLMRouter(slm=slm, fallback=fallback, max_tokens=16, answer_cache=None,  # tests repeat questions
+                         gate="threshold")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,10 @@
 client talking to the Ollama-protocol test server (backed by the same SLM) as fallback.
 
 Answers of a 135M model are weak, so the assertions check what must hold whatever it writes: the stage and its
-trace, the retrieved source document, the events handlers see, prompt sizes, and exact math answers.
+trace, the retrieved source document, the events handlers see, prompt sizes, and exact math answers. The routers
+use the seed's threshold gate: these tests are about what the SLM stage does when it runs, and the shipped learned
+gate skips it for questions it expects the stock SLM to get wrong (tests/integration/test_signals_live.py covers
+the default gate).
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def fallback(ollama_base_url):
 
 @pytest.fixture(scope="module")
 def llm(slm, fallback) -> SLMRouterLLM:
-    return SLMRouterLLM(slm=slm, fallback=fallback, answer_cache=None)  # tests repeat questions
+    return SLMRouterLLM(slm=slm, fallback=fallback, answer_cache=None, gate="threshold")  # tests repeat questions
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +196,7 @@ def test_rag_prompts_fit_the_slm_window_or_escalate(slm, fallback, index, events
     """A small SLM window: LlamaIndex packs retrieved context into several calls that each fit it whole."""
     window = 240
     small = SLMRouterLLM(slm=slm.model_copy(update={"max_input_tokens": window, "max_new_tokens": 16}),
-                         fallback=fallback)
+                         fallback=fallback, gate="threshold")
     assert small.metadata.context_window == int((window - 32) * 0.85) + 16
     # refine prompts keep room for the previous answer: at most num_output tokens here (LlamaIndex pads 500)
     synth = CompactAndRefine(llm=small, response_padding_size=small.metadata.num_output)

@@ -1,4 +1,8 @@
-"""The routing core end to end: real sympy, real SmolLM2, real ChatOllama against the Ollama-protocol server."""
+"""The routing core end to end: real sympy, real SmolLM2, real ChatOllama against the Ollama-protocol server.
+
+The module's router uses the seed's threshold gate, so that every stage answers part of a small batch; the shipped
+learned gate (the default for this SLM) is tested in test_signals_live.py.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def _closed_port() -> int:
 
 @pytest.fixture(scope="module")
 def router(slm, fallback_llm) -> SLMRouter:
-    return SLMRouter(slm=slm, fallback=fallback_llm, answer_cache=None)  # tests repeat questions
+    return SLMRouter(slm=slm, fallback=fallback_llm, answer_cache=None, gate="threshold")  # tests repeat questions
 
 
 @pytest.fixture(scope="module")

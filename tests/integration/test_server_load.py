@@ -35,8 +35,10 @@ DOCUMENTED = {200, 429, 503, 504}
 
 @pytest.fixture(scope="module")
 def router(slm, fallback_llm) -> SLMRouter:
+    # load: every request must run the pipeline (no answer cache); the seed's threshold gate, so that the SLM stage
+    # keeps answers and the coalescing batcher is exercised (the shipped learned gate escalates most of them)
     return SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=fallback_llm,
-                     answer_cache=None)  # load: every request must run the pipeline
+                     answer_cache=None, gate="threshold")
 
 
 @pytest.fixture(scope="module")

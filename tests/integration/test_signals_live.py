@@ -56,20 +56,27 @@ def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(s
         defaults._gates_in.cache_clear()
 
 
-def test_gate_fitted_is_the_measured_gate_for_the_default_slm_and_refuses_other_weights(slm) -> None:
-    """``gate="fitted"``: the learned gate fitted on 1,600 labels for ``LocalSLM()`` (gates/fitted/), with its
-    hidden-state probe and pre-generation gate; an SLM with other weights gets a clear error, not that gate."""
+def test_the_shipped_gate_is_the_default_for_the_default_slm_and_other_weights_keep_the_seed_rule(slm) -> None:
+    """A bare ``SLMRouter()`` on ``LocalSLM()`` uses the learned gate fitted on 1,600 labels for those weights
+    (gates/shipped/smollm2.json), with its hidden-state probe and pre-generation gate, and its trace shows
+    P(correct) and the features; ``gate="fitted"`` names the same gate; an SLM with other weights (the NanoQA
+    adapter) gets the seed's rule by default, and a clear error when it asks for a fitted gate."""
     from langchain_slm_router.errors import ConfigError
 
-    router = SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), gate="fitted", fallback=None,
-                       math_engine=None, answer_cache=None)
+    router = SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=None, math_engine=None,
+                       answer_cache=None)
     gate = router.gate
-    assert isinstance(gate, LearnedGate) and gate.probe is not None and gate.probe.vector == "answer_mean@L15"
+    assert isinstance(gate, LearnedGate) and defaults.is_shipped(gate)
+    assert gate.probe is not None and gate.probe.vector == "answer_mean@L15"
     assert gate.pre is not None and gate.info["fitted_on"]["squad_v2"] >= 1000 and gate.threshold == 0.5
+    assert SLMRouter(slm=slm, gate="fitted", fallback=None).gate == gate
     result = router.route("Context: The Normans gave their name to Normandy, a region in France.\n\n"
                           "Question: In what country is Normandy?")
     assert result.stage == "slm" and result.slm_answer  # no fallback: the SLM's answer, kept or low-confidence
     assert result.p_correct is not None and 0.0 <= result.p_correct <= 1.0
     assert result.gate_features is not None and PROBE_FEATURE in result.gate_features
+    assert "pre_p_correct" in (result.gate_features or {}) or any("pre-generation" in r for r in result.gate_reasons)
+    adapted = slm.model_copy(update={"adapter": "nanoqa"})
+    assert isinstance(SLMRouter(slm=adapted, fallback=None).gate, GatePolicy)
     with pytest.raises(ConfigError, match="no fitted gate file matches"):
-        SLMRouter(slm=slm.model_copy(update={"adapter": "nanoqa"}), gate="fitted", fallback=None)  # + adapter
+        SLMRouter(slm=adapted, gate="fitted", fallback=None)

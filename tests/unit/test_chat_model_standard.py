@@ -158,7 +158,8 @@ def test_convenience_arguments_fold_into_the_router() -> None:
     fallback = ChatOllama(model="mistral", base_url=CLOSED)
     llm = ChatSLMRouter(fallback=fallback, threshold=0.8, max_tokens=16, temperature=0.0, max_retries=4,
                         on_fallback_error="return_slm")
-    assert llm.router.gate.min_mean_prob == 0.8 and llm.gate.min_mean_prob == 0.6
+    # the default SLM's default gate is the shipped learned gate (keep at P(correct) >= 0.5); threshold moves it
+    assert llm.router.gate.threshold == 0.8 and llm.gate.threshold == 0.5
     assert llm.router.fallback is fallback and llm.fallback is fallback
     assert llm.router.slm.max_new_tokens == 16
     assert llm.router.fallback_retries == 4 and llm.router.on_fallback_error == "return_slm"
@@ -180,9 +181,9 @@ def test_configurable_fields_rebuild_the_router() -> None:
         gate=ConfigurableField(id="gate"),
     )
     default, _ = llm._prepare({})
-    assert default.router.gate.min_mean_prob == 0.6 and default.router.fallback is fallback
+    assert default.router.gate.threshold == 0.5 and default.router.fallback is fallback
     tuned, _ = llm._prepare({"configurable": {"threshold": 0.95, "fallback": other}})
-    assert tuned.router.gate.min_mean_prob == 0.95 and tuned.router.fallback is other
+    assert tuned.router.gate.threshold == 0.95 and tuned.router.fallback is other
     gated, _ = llm._prepare({"configurable": {"gate": GatePolicy(min_mean_prob=None, max_mean_entropy=1.5)}})
     assert gated.router.gate.max_mean_entropy == 1.5 and gated.router.gate.min_mean_prob is None
 
@@ -191,18 +192,31 @@ def test_model_dump_is_json_without_weights() -> None:
     llm = ChatSLMRouter(fallback=ChatOllama(model="mistral", base_url=CLOSED), threshold=0.7)
     dumped = llm.model_dump(mode="json")
     text = json.dumps(dumped)
-    assert dumped["threshold"] == 0.7 and dumped["router"]["gate"]["min_mean_prob"] == 0.7
+    # the shipped gate file is named by its hash and thresholds, not inlined (it is ~1 MB of numbers)
+    assert dumped["threshold"] == 0.7 and dumped["router"]["gate"]["gate"] == "shipped"
+    assert dumped["router"]["gate"]["min_p_correct"] == 0.7 and len(dumped["router"]["gate"]["sha256"]) == 64
     assert dumped["router"]["slm"]["max_new_tokens"] == 64 and dumped["fallback"]["model"] == "mistral"
     assert len(text) < 20_000  # configuration only: no tensors, no tokenizer
     rebuilt = ChatSLMRouter(**{**dumped, "fallback": ChatOllama(**dumped["fallback"])})
     assert rebuilt.router.gate == llm.router.gate and rebuilt.router.slm == llm.router.slm
 
 
+def test_a_dump_naming_a_shipped_gate_this_version_lacks_is_refused() -> None:
+    llm = ChatSLMRouter(fallback=ChatOllama(model="mistral", base_url=CLOSED))
+    dumped = llm.model_dump(mode="json")
+    dumped["router"]["gate"]["sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="does not ship"):
+        ChatSLMRouter(**{**dumped, "fallback": ChatOllama(**dumped["fallback"])})
+    seed = ChatSLMRouter(fallback=ChatOllama(model="mistral", base_url=CLOSED), gate="threshold")
+    assert seed.model_dump(mode="json")["router"]["gate"]["min_mean_prob"] == 0.6  # other gates are dumped whole
+
+
 def test_identifying_params_and_ls_params() -> None:
     llm = ChatSLMRouter(fallback=ChatOllama(model="mistral", base_url=CLOSED), max_tokens=32)
     params = llm._identifying_params
     assert params["slm"] == "SmolLM2-135M-Instruct" and params["fallback"] == "ChatOllama(mistral)"
-    assert params["threshold"] == 0.6 and params["max_new_tokens"] == 32
+    assert params["threshold"] == 0.5 and params["max_new_tokens"] == 32
+    assert params["gate"]["gate"] == "learned" and len(json.dumps(params)) < 2_000  # not the gate's ~1 MB file
     ls = llm._get_ls_params(stop=["\n"])
     assert ls["ls_provider"] == "slm_router" and ls["ls_max_tokens"] == 32 and ls["ls_stop"] == ["\n"]
     assert llm._llm_type == "slm-router"
