@@ -49,6 +49,7 @@ from langchain_slm_router.evaluation.datasets import default_data_dir, load_data
 from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harness, HarnessConfig  # noqa: E402
 from langchain_slm_router.evaluation.metrics import auroc, percentile  # noqa: E402
 from langchain_slm_router.gates import LearnedGate  # noqa: E402
+from langchain_slm_router.gates.defaults import shipped_gate_for  # noqa: E402
 from langchain_slm_router.gates.training import record_examples  # noqa: E402
 from langchain_slm_router.llm_weights import weights_path  # noqa: E402
 from langchain_slm_router.slm import make_backend  # noqa: E402
@@ -88,11 +89,47 @@ class _NeverKeep:
                             p_correct=0.0)
 
 
+PROBE_VECTOR = "answer_mean@L15"
+"""The hidden vector the candidates' probes read (the middle layer's answer mean: issue 18's measured choice)."""
+
+
+def _fit_gate(name: str, records: Sequence[dict]) -> Any:
+    """A learned gate fitted to one candidate on its pooled calibration answers (gold labels): token and context
+    features, plus a probe on :data:`PROBE_VECTOR` when every answer carries it (LocalSLM candidates); "never keep"
+    when the SLM is right too rarely to fit one."""
+    feats, labels = record_examples(records, "gold")
+    gens = [g for r in records if not r.get("math") and (g := systems.record_generation(r)) is not None]
+    hidden = [g.hidden for g in gens]
+    with_probe = bool(hidden) and all(h and PROBE_VECTOR in h for h in hidden)
+    try:
+        return LearnedGate.fit(feats, labels, info={"candidate": name},
+                               **({"hidden": hidden, "probe_vector": PROBE_VECTOR} if with_probe else {}))
+    except ValueError as exc:
+        print(f"{name}: {exc}; the gate is 'never keep'", flush=True)
+        return _NeverKeep()
+
+
 def _p_correct(gate: Any, rec: dict) -> float | None:
     gen = systems.record_generation(rec)
     if gen is None or rec.get("math"):
         return None
     return gate.decide(gen, systems.record_messages(rec)).p_correct
+
+
+_PRE_P: dict[tuple[int, str], float] = {}
+
+
+def _route(rec: dict, threshold: float, gate: Any) -> Any:
+    """The router's outcome on one record at ``threshold``, with the gate's pre-generation step where it has one:
+    a query it skips goes to the LLM and costs no SLM time (as in ``SLMRouter``)."""
+    pre = getattr(gate, "pre", None)
+    if pre is not None and not rec.get("math"):
+        key = (id(pre), str(rec.get("id")) + str(rec.get("dataset")))
+        if key not in _PRE_P:
+            _PRE_P[key] = pre.p_correct(systems.record_messages(rec))
+        if _PRE_P[key] < min(pre.min_p_correct, threshold):
+            return systems.router({**rec, "slm": {"signals": None, "latency_ms": 0.0}}, threshold, gate)
+    return systems.router(rec, threshold, gate)
 
 
 def _threshold_for_budget(gate: Any, calib: Sequence[dict], budget: float) -> float:
@@ -102,7 +139,7 @@ def _threshold_for_budget(gate: Any, calib: Sequence[dict], budget: float) -> fl
                   reverse=True)
     n = max(1, len(calib))
     for t in grid:
-        if sum(systems.router(r, t, gate).llm_called for r in calib) / n <= budget + 1e-9:
+        if sum(_route(r, t, gate).llm_called for r in calib) / n <= budget + 1e-9:
             return t
     return 0.0
 
@@ -127,13 +164,13 @@ def evaluate(name: str, gate: Any, calib: dict[str, list[dict]], evals: dict[str
                                "oracle": _row([systems.oracle(r) for r in recs], llm_outs)}
         for b in BUDGETS:
             t = _threshold_for_budget(gate, calib[ds], b)
-            res[f"router@{int(b * 100)}"] = {**_row([systems.router(r, t, gate) for r in recs], llm_outs),
+            res[f"router@{int(b * 100)}"] = {**_row([_route(r, t, gate) for r in recs], llm_outs),
                                              "threshold": t}
         grid = sorted({0.0, 1.0 + 1e-9, *(p for p in (_p_correct(gate, r) for r in recs) if p is not None)})
         llm_q = res["always_llm"]["quality"]
         best = None
         for t in grid:
-            row = _row([systems.router(r, t, gate) for r in recs], llm_outs)
+            row = _row([_route(r, t, gate) for r in recs], llm_outs)
             if row["quality"] >= 0.9 * llm_q - 1e-9 and (best is None or row["llm_share"] < best["llm_share"]):
                 best = {**row, "threshold": t}
         res["avoided_at_90"] = best
@@ -149,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--limit", type=int, default=40, help="evaluation questions per data set")
     p.add_argument("--calib-limit", type=int, default=60, help="calibration questions per data set")
+    p.add_argument("--mixed-limit", type=int, default=None,
+                   help="evaluation and calibration size of the mixed workload (default: --limit / --calib-limit); "
+                        "its GSM8K answers are long, so it is often run smaller than the others")
     p.add_argument("--llm-gguf", type=Path, default=None, help="LLM GGUF (default: the fetched 1.5B)")
     p.add_argument("--llm-model", default="qwen2.5-coder:1.5b")
     p.add_argument("--data-dir", type=Path, default=None)
@@ -170,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in names if c not in CANDIDATES]
     if unknown:
         raise SystemExit(f"unknown candidates {unknown}; choose from {', '.join(CANDIDATES)}")
-    evals = {ds: load_dataset(ds, data_dir, args.limit, args.seed, "eval") for ds in datasets}
-    calibs = {ds: load_dataset(ds, data_dir, args.calib_limit, args.seed, "calib") for ds in datasets}
+    def size(ds: str, n: int) -> int:
+        return args.mixed_limit if ds == "mixed" and args.mixed_limit is not None else n
+
+    evals = {ds: load_dataset(ds, data_dir, size(ds, args.limit), args.seed, "eval") for ds in datasets}
+    calibs = {ds: load_dataset(ds, data_dir, size(ds, args.calib_limit), args.seed, "calib") for ds in datasets}
     args.out.mkdir(parents=True, exist_ok=True)
     cache = GenerationCache(args.cache_dir)
     results: dict[str, Any] = {}
@@ -184,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             harness = Harness(CANDIDATES[name](args.threads), None, HarnessConfig(llm_id="-"), cache=cache)
             cal = {ds: [_slm_only(harness, it) for it in calibs[ds]] for ds in datasets}
             ev = {ds: [_slm_only(harness, it) for it in evals[ds]] for ds in datasets}
-            feats, labels = record_examples([r for recs in cal.values() for r in recs], "gold")
-            try:
-                gate: Any = LearnedGate.fit(feats, labels, info={"candidate": name})
-            except ValueError:
-                gate = _NeverKeep()
+            gate: Any = _fit_gate(name, [r for recs in cal.values() for r in recs])
             for ds in datasets:
                 recs = [r for r in ev[ds] if not r.get("math")]
                 gated = [(p, bool(r["slm"].get("correct"))) for r in recs if (p := _p_correct(gate, r)) is not None]
@@ -219,15 +258,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{time.strftime('%H:%M:%S')} {name} {ds}: {len(calib_recs[ds])} calib, "
                       f"{len(eval_recs[ds])} eval", flush=True)
             pooled = [r for recs in calib_recs.values() for r in recs]
-            feats, labels = record_examples(pooled, "gold")
-            try:
-                gate: Any = LearnedGate.fit(feats, labels, info={"candidate": name})
-            except ValueError as exc:
-                print(f"{name}: {exc}; the gate is 'never keep'", flush=True)
-                gate = _NeverKeep()
+            _, labels = record_examples(pooled, "gold")
+            gate = _fit_gate(name, pooled)
             results[name] = {"slm": slm.model_name, "load_s": load_s, "rss_mb": rss,
                              "calib_right": f"{sum(labels)}/{len(labels)}",
                              "datasets": evaluate(name, gate, calib_recs, eval_recs)}
+            shipped = shipped_gate_for(slm)
+            if shipped is not None:  # the packaged default gate for these weights, fitted on other calibration labels
+                results[f"{name} (shipped gate)"] = {**results[name],
+                                                     "datasets": evaluate(name, shipped, calib_recs, eval_recs)}
             (args.out / "candidates.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(markdown(results))
     (args.out / "candidates.md").write_text(markdown(results) + "\n", encoding="utf-8")
@@ -239,6 +278,10 @@ def _slm_only(harness: Harness, item: Any) -> dict:
     from langchain_slm_router.evaluation.scoring import score_answer
 
     math, math_ms = harness.run_math(item)
+    if math is not None:  # the router never reaches the SLM here, and the gate never sees these: no SLM time spent
+        return {"id": item.id, "dataset": item.dataset, "prompt": item.prompt, "math": math,
+                "math_latency_ms": math_ms, "slm": {"text": "", "signals": None, "score": 0.0, "correct": False},
+                "llm": None}
     slm = harness.run_slm(item)
     s = score_answer(item.dataset, slm.get("text", ""), item.answers, item.unanswerable)
     slm.update({"score": s.score, "correct": s.correct, "em": s.em, "f1": s.f1, "abstained": s.abstained}

@@ -130,6 +130,9 @@ class Harness:
                     "input_tokens": gen.input_tokens, "output_tokens": gen.output_tokens,
                     "token_probs": [round(p, 6) for p in gen.token_probs],
                     "token_entropies": [round(h, 5) for h in gen.token_entropies],
+                    # the hidden vectors a probe reads (LocalSLM captures them on the generating pass)
+                    **({"hidden": {k: [round(float(v), 4) for v in vec] for k, vec in gen.hidden.items()}}
+                       if gen.hidden else {}),
                     "latency_ms": elapsed_ms(start)}
 
         value, cached = self.cache.get_or_compute("slm", slm.model_name, item.prompt, self._slm_settings(slm),

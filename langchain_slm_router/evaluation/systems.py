@@ -75,7 +75,8 @@ def record_generation(record: Record) -> SLMGeneration | None:
     return SLMGeneration(text=slm.get("text", ""), token_probs=slm.get("token_probs", []),
                          token_entropies=slm.get("token_entropies", []), signals=signals,
                          input_tokens=int(slm.get("input_tokens", 0)), output_tokens=int(slm.get("output_tokens", 0)),
-                         finished=bool(slm.get("finished", True)), latency_ms=float(slm.get("latency_ms", 0.0)))
+                         finished=bool(slm.get("finished", True)), latency_ms=float(slm.get("latency_ms", 0.0)),
+                         hidden=slm.get("hidden") or None)
 
 
 def record_messages(record: Record) -> list[dict[str, str]]:
