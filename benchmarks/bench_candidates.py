@@ -93,7 +93,7 @@ PROBE_VECTOR = "answer_mean@L15"
 """The hidden vector the candidates' probes read (the middle layer's answer mean: issue 18's measured choice)."""
 
 
-def _fit_gate(name: str, records: Sequence[dict]) -> Any:
+def _fit_gate(name: str, records: Sequence[dict], slm: Any = None, out: Path | None = None) -> Any:
     """A learned gate fitted to one candidate on its pooled calibration answers (gold labels): token and context
     features, plus a probe on :data:`PROBE_VECTOR` when every answer carries it (LocalSLM candidates); "never keep"
     when the SLM is right too rarely to fit one."""
@@ -102,11 +102,15 @@ def _fit_gate(name: str, records: Sequence[dict]) -> Any:
     hidden = [g.hidden for g in gens]
     with_probe = bool(hidden) and all(h and PROBE_VECTOR in h for h in hidden)
     try:
-        return LearnedGate.fit(feats, labels, info={"candidate": name},
+        gate = LearnedGate.fit(feats, labels, slm=slm, info={"candidate": name, "label": "gold",
+                                                             "fitted_on": "bench_candidates calibration splits"},
                                **({"hidden": hidden, "probe_vector": PROBE_VECTOR} if with_probe else {}))
     except ValueError as exc:
         print(f"{name}: {exc}; the gate is 'never keep'", flush=True)
         return _NeverKeep()
+    if out is not None:  # tied to the candidate's weights (sha256): a gate file to ship if this row is chosen
+        gate.save(out / f"{name}.gate.json")
+    return gate
 
 
 def _p_correct(gate: Any, rec: dict) -> float | None:
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             harness = Harness(CANDIDATES[name](args.threads), None, HarnessConfig(llm_id="-"), cache=cache)
             cal = {ds: [_slm_only(harness, it) for it in calibs[ds]] for ds in datasets}
             ev = {ds: [_slm_only(harness, it) for it in evals[ds]] for ds in datasets}
-            gate: Any = _fit_gate(name, [r for recs in cal.values() for r in recs])
+            gate: Any = _fit_gate(name, [r for recs in cal.values() for r in recs], harness.slm, args.out)
             for ds in datasets:
                 recs = [r for r in ev[ds] if not r.get("math")]
                 gated = [(p, bool(r["slm"].get("correct"))) for r in recs if (p := _p_correct(gate, r)) is not None]
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{len(eval_recs[ds])} eval", flush=True)
             pooled = [r for recs in calib_recs.values() for r in recs]
             _, labels = record_examples(pooled, "gold")
-            gate = _fit_gate(name, pooled)
+            gate = _fit_gate(name, pooled, slm, args.out)
             results[name] = {"slm": slm.model_name, "load_s": load_s, "rss_mb": rss,
                              "calib_right": f"{sum(labels)}/{len(labels)}",
                              "datasets": evaluate(name, gate, calib_recs, eval_recs)}

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{i:>2}  {r.stage:5}  {conf:>5}  {r.latency_ms['total']:8.1f}  {query[:60]}")
             shown = answer if len(answer) <= 110 else f"{answer[:50]} … {answer[-56:]}"  # the end holds the result
             print(f"{'':>27}-> {shown}{' [low confidence]' if r.low_confidence else ''}")
+            if r.stage != "math":  # why the SLM's answer was kept, or why the LLM answered
+                print(f"{'':>27}   ({r.reason})")
             if args.json:
                 print(json.dumps(r.trace(), indent=2))
         elapsed = time.perf_counter() - total
