@@ -95,6 +95,13 @@ def test_router_oracle_and_always_systems() -> None:
     assert slm_only.pct_of_llm == pytest.approx(40.0)
 
 
+def test_a_record_gives_back_its_hidden_vectors_so_probe_gates_can_be_scored_from_it() -> None:
+    rec = _rec(0, 0.9, True)
+    assert systems.record_generation(rec).hidden is None  # an old record, or a backend without hidden states
+    rec["slm"]["hidden"] = {"answer_mean@L15": [0.5, -1.25]}
+    assert systems.record_generation(rec).hidden == {"answer_mean@L15": [0.5, -1.25]}
+
+
 def test_sweep_is_monotone_in_llm_share() -> None:
     recs = [_rec(i, p, ok) for i, (p, ok) in enumerate([(0.9, True), (0.7, False), (0.5, True), (0.3, False)])]
     curve = sweep(recs, [0.0, 0.4, 0.6, 0.8, 1.0])

@@ -281,3 +281,33 @@ def test_the_traffic_log_keeps_hidden_states_and_train_gate_fits_a_probe_on_them
     assert run(args) == 0
     gate = LearnedGate.load(tmp_path / "gate.json")
     assert gate.probe is not None and gate.probe.vector == "answer_mean@L2" and PROBE_FEATURE in gate.feature_names
+
+
+def test_a_keep_threshold_below_the_skip_threshold_lowers_it_and_the_trace_shows_the_pre_check() -> None:
+    token_gate = LearnedGate(feature_names=["mean_prob"], model=LogisticModel(mean=[0.5], scale=[0.1], coef=[5.0],
+                                                                              intercept=0.0))
+    gate = token_gate.model_copy(update={"pre": shape_only_pre(skip_long=True)})
+    long_q = "who was the first person to walk on the surface of the moon in nineteen sixty nine"
+    keep_all = gate.with_threshold(0.0)  # "keep every answer": nothing is hopeless any more
+    assert keep_all.pre is not None and keep_all.pre.min_p_correct == 0.0
+    assert gate.with_threshold(0.9).pre.min_p_correct == 0.5  # a higher keep threshold leaves the skip alone
+    slm = CountingSLM(asked=[])
+    router = SLMRouter(slm=slm, gate=keep_all, math_engine=None, fallback=None)
+    short, long = router.route_batch(["capital?", long_q])
+    assert slm.asked == ["capital?", long_q] and short.stage == long.stage == "slm"
+    # the pre-generation check that let the query through is in the trace, beside the answer's own
+    assert "pre_p_correct" in short.gate_features and "mean_prob" in short.gate_features
+    assert short.gate_reasons[0].startswith("pass: pre-generation P(correct)")
+
+
+def test_identity_is_small_tells_gates_apart_and_ignores_nothing_that_decides() -> None:
+    gate = LearnedGate(feature_names=["mean_prob"], model=LogisticModel(mean=[0.5], scale=[0.1], coef=[5.0],
+                                                                        intercept=0.0)).model_copy(
+        update={"pre": shape_only_pre(skip_long=True)})
+    other = LearnedGate(feature_names=["mean_prob"], model=LogisticModel(mean=[0.5], scale=[0.1], coef=[4.0],
+                                                                         intercept=0.0))
+    ident = gate.identity()
+    assert ident["gate"] == "learned" and len(ident["sha256"]) == 64
+    assert gate.with_threshold(0.7).identity() == {**ident, "min_p_correct": 0.7}  # same numbers, new threshold
+    assert other.identity()["sha256"] != ident["sha256"]
+    assert GatePolicy().identity() == {"gate": "threshold", **GatePolicy().model_dump(mode="json")}
