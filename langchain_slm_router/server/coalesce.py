@@ -159,6 +159,10 @@ class CoalescedSLM(SLMBackend):
     def load(self) -> Any:
         return self.inner.load()
 
+    def weights_sha256(self) -> str | None:
+        """The inner backend's weights: the same model answers, so the same gate file fits."""
+        return self.inner.weights_sha256()
+
     def count_tokens(self, messages: Sequence[ChatMessageDict]) -> int:
         return self.inner.count_tokens(messages)
 

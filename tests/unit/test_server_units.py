@@ -86,6 +86,23 @@ def test_model_names_select_configurations() -> None:
     assert service.router_for(RouteOptions(threshold=0.75, max_tokens=5)) is configured  # cached
 
 
+def test_the_coalescing_server_keeps_the_shipped_gate_of_its_slm() -> None:
+    """Wrapping the SLM for the batcher does not change its weights, so it must not change the gate either: the
+    shipped learned gate of the default SLM stays (it once fell back to the seed's rule, silently)."""
+    from langchain_slm_router.gates import LearnedGate
+    from langchain_slm_router.gates.defaults import is_shipped
+    from langchain_slm_router.router import SLMRouter
+    from langchain_slm_router.slm import LocalSLM
+
+    service = RouterService(SLMRouter(slm=LocalSLM(), fallback=None), ServerSettings())  # no model is loaded
+    for options in (RouteOptions(), RouteOptions(threshold=0.3, max_tokens=5)):
+        configured = service.router_for(options)
+        assert isinstance(configured.slm, CoalescedSLM)
+        assert isinstance(configured.gate, LearnedGate) and is_shipped(configured.gate)
+        assert configured.gate.threshold == (options.threshold or 0.5)
+        assert configured.slm.weights_sha256() == LocalSLM().weights_sha256()
+
+
 def test_stop_cutter_holds_back_partial_stop_sequences() -> None:
     cutter = StopCutter(["\nUser:", "END"])
     pieces = ["Paris is", " the capital\nUs", "er: more", " text"]
