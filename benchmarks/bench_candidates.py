@@ -48,7 +48,7 @@ from langchain_slm_router.evaluation.cache import GenerationCache  # noqa: E402
 from langchain_slm_router.evaluation.datasets import default_data_dir, load_dataset  # noqa: E402
 from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harness, HarnessConfig  # noqa: E402
 from langchain_slm_router.evaluation.metrics import auroc, percentile  # noqa: E402
-from langchain_slm_router.gates import LearnedGate  # noqa: E402
+from langchain_slm_router.gates import GatePolicy, LearnedGate  # noqa: E402
 from langchain_slm_router.gates.defaults import shipped_gate_for  # noqa: E402
 from langchain_slm_router.gates.training import record_examples  # noqa: E402
 from langchain_slm_router.llm_weights import weights_path  # noqa: E402
@@ -78,6 +78,8 @@ def _rss_mb() -> float:
 
 class _NeverKeep:
     """The gate when the SLM is (almost) never right on the calibration split: escalate everything."""
+
+    threshold = 1.0
 
     def with_threshold(self, threshold: float) -> _NeverKeep:
         return self
@@ -117,6 +119,8 @@ def _p_correct(gate: Any, rec: dict) -> float | None:
     gen = systems.record_generation(rec)
     if gen is None or rec.get("math"):
         return None
+    if isinstance(gate, GatePolicy):  # the seed's rule: its threshold is on the mean token probability
+        return gen.signals.mean_prob
     return gate.decide(gen, systems.record_messages(rec)).p_correct
 
 
@@ -170,6 +174,9 @@ def evaluate(name: str, gate: Any, calib: dict[str, list[dict]], evals: dict[str
             t = _threshold_for_budget(gate, calib[ds], b)
             res[f"router@{int(b * 100)}"] = {**_row([_route(r, t, gate) for r in recs], llm_outs),
                                              "threshold": t}
+        own = getattr(gate, "threshold", None)  # out of the box: the gate's own threshold, not calibrated
+        if own is not None:
+            res["router@default"] = {**_row([_route(r, own, gate) for r in recs], llm_outs), "threshold": own}
         grid = sorted({0.0, 1.0 + 1e-9, *(p for p in (_p_correct(gate, r) for r in recs) if p is not None)})
         llm_q = res["always_llm"]["quality"]
         best = None
@@ -267,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {"slm": slm.model_name, "load_s": load_s, "rss_mb": rss,
                              "calib_right": f"{sum(labels)}/{len(labels)}",
                              "datasets": evaluate(name, gate, calib_recs, eval_recs)}
+            results[f"{name} (seed rule)"] = {**results[name],  # mean token probability, thresholds calibrated alike
+                                              "datasets": evaluate(name, GatePolicy(), calib_recs, eval_recs)}
             shipped = shipped_gate_for(slm)
             if shipped is not None:  # the packaged default gate for these weights, fitted on other calibration labels
                 results[f"{name} (shipped gate)"] = {**results[name],
@@ -305,17 +314,21 @@ def markdown(results: dict[str, Any]) -> str:
         llm = first["always_llm"]
         lines += [f"#### {ds}: {first['n']} evaluation questions (calibration {first['n_calib']}); always-LLM quality "
                   f"{_pct(llm['quality'])}, p50 {llm['p50_s']:.2f} s, total {llm['total_s']:.0f} s", "",
-                  "| SLM | SLM alone (EM) | oracle local | gate AUROC | q @ <=30% LLM (share) | q @ <=50% LLM (share) | "
-                  "LLM calls avoided @ >=90% LLM q | p50 / p95 @30% (s) | total @30% vs LLM | SLM RSS |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| SLM | SLM alone (EM) | oracle local | gate AUROC | q @ own threshold (share) | q @ <=30% LLM (share) | "
+                  "q @ <=50% LLM (share) | LLM calls avoided @ >=90% LLM q | p50 / p95 @30% (s) | total @30% vs LLM | "
+                  "SLM RSS |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, res in results.items():
             r = res["datasets"][ds]
             o = r["oracle"]
             r30, r50, a90 = r["router@30"], r["router@50"], r["avoided_at_90"]
             au = "n/a" if r["auroc"] is None else f"{r['auroc']:.2f}"
+            rd = r.get("router@default")
+            own = "–" if rd is None else (f"{_pct(rd['quality'])} = {rd['pct_llm']:.0f}% ({_pct(rd['llm_share'])}) "
+                                          f"at {rd['threshold']:g}")
             lines.append(
                 f"| {name} | {_pct(r['always_slm']['quality'])} ({_pct(r['always_slm']['em'])}) | {_pct(1 - o['llm_share'])} at {o['pct_llm']:.0f}% "
-                f"| {au} | {_pct(r30['quality'])} = {r30['pct_llm']:.0f}% ({_pct(r30['llm_share'])}) | "
+                f"| {au} | {own} | {_pct(r30['quality'])} = {r30['pct_llm']:.0f}% ({_pct(r30['llm_share'])}) | "
                 f"{_pct(r50['quality'])} = {r50['pct_llm']:.0f}% ({_pct(r50['llm_share'])}) | "
                 f"{'none' if a90 is None else _pct(1 - a90['llm_share'])} | {r30['p50_s']:.2f} / {r30['p95_s']:.2f} | "
                 f"{r30['total_s']:.0f} s = {llm['total_s'] / max(r30['total_s'], 1e-9):.2f}x faster | "
