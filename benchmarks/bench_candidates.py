@@ -50,6 +50,7 @@ from langchain_slm_router.evaluation.harness import DEFAULT_MAX_NEW_TOKENS, Harn
 from langchain_slm_router.evaluation.metrics import auroc, percentile  # noqa: E402
 from langchain_slm_router.gates import GatePolicy, LearnedGate  # noqa: E402
 from langchain_slm_router.gates.defaults import shipped_gate_for  # noqa: E402
+from langchain_slm_router.gates.pregen import PreGenerationGate  # noqa: E402
 from langchain_slm_router.gates.training import record_examples  # noqa: E402
 from langchain_slm_router.llm_weights import weights_path  # noqa: E402
 from langchain_slm_router.slm import make_backend  # noqa: E402
@@ -110,6 +111,12 @@ def _fit_gate(name: str, records: Sequence[dict], slm: Any = None, out: Path | N
     except ValueError as exc:
         print(f"{name}: {exc}; the gate is 'never keep'", flush=True)
         return _NeverKeep()
+    try:  # the pre-generation step, from the query alone (MiniLM + shape), as the shipped gate has
+        convs = [systems.record_messages(r) for r in records
+                 if not r.get("math") and systems.record_generation(r) is not None]
+        gate = gate.model_copy(update={"pre": PreGenerationGate.fit(convs, labels)})
+    except (ValueError, ImportError) as exc:
+        print(f"{name}: no pre-generation gate ({exc})", flush=True)
     if out is not None:  # tied to the candidate's weights (sha256): a gate file to ship if this row is chosen
         gate.save(out / f"{name}.gate.json")
     return gate
