@@ -10,7 +10,8 @@ seed's rule explicitly.
 a bare ``SLMRouter()`` uses it (docs/gates.md says what it does and how it was measured).
 
 Gate files that were fitted and measured for a packaged SLM but did not become its default live in
-``gates/fitted/*.json`` (none at present). ``SLMRouter(gate="fitted")`` (``ChatSLMRouter(gate="fitted")``,
+``gates/fitted/*.json``: ``smollm2-nanoqa.json`` is fitted for ``LocalSLM(adapter="nanoqa")`` by
+``benchmarks/bench_candidates.py`` (issue 19's table, docs/benchmarks.md). ``SLMRouter(gate="fitted")`` (``ChatSLMRouter(gate="fitted")``,
 ``SLMRouterLLM(gate="fitted")``, ``"gate": "fitted"`` in a serve configuration) uses the gate fitted for the
 router's SLM from either folder, and refuses an SLM that none was fitted for, where the default quietly falls back
 to the seed's rule.

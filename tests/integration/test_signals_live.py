@@ -60,7 +60,8 @@ def test_the_shipped_gate_is_the_default_for_the_default_slm_and_other_weights_k
     """A bare ``SLMRouter()`` on ``LocalSLM()`` uses the learned gate fitted on 1,600 labels for those weights
     (gates/shipped/smollm2.json), with its hidden-state probe and pre-generation gate, and its trace shows
     P(correct) and the features; ``gate="fitted"`` names the same gate; an SLM with other weights (the NanoQA
-    adapter) gets the seed's rule by default, and a clear error when it asks for a fitted gate."""
+    adapter) gets the seed's rule by default and its own opt-in gate with ``gate="fitted"``; weights no gate was fitted
+    for get a clear error."""
     from langchain_slm_router.errors import ConfigError
 
     router = SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=None, math_engine=None,
@@ -77,6 +78,10 @@ def test_the_shipped_gate_is_the_default_for_the_default_slm_and_other_weights_k
     assert result.gate_features is not None and PROBE_FEATURE in result.gate_features
     assert "pre_p_correct" in (result.gate_features or {}) or any("pre-generation" in r for r in result.gate_reasons)
     adapted = slm.model_copy(update={"adapter": "nanoqa"})
-    assert isinstance(SLMRouter(slm=adapted, fallback=None).gate, GatePolicy)
+    assert isinstance(SLMRouter(slm=adapted, fallback=None).gate, GatePolicy)  # no shipped gate for these weights
+    nanoqa_gate = SLMRouter(slm=adapted, gate="fitted", fallback=None).gate  # the opt-in one (issue 19's table)
+    assert isinstance(nanoqa_gate, LearnedGate) and nanoqa_gate.slm_sha256 == adapted.weights_sha256()
+    assert nanoqa_gate.slm_sha256 != gate.slm_sha256 and not defaults.is_shipped(nanoqa_gate)
     with pytest.raises(ConfigError, match="no fitted gate file matches"):
-        SLMRouter(slm=adapted, gate="fitted", fallback=None)
+        SLMRouter(slm=LocalSLM(adapter=None, model="HuggingFaceTB/SmolLM2-360M-Instruct"), gate="fitted",
+                  fallback=None)
