@@ -101,8 +101,8 @@ def _fit_gate(name: str, records: Sequence[dict], slm: Any = None, out: Path | N
     features, plus a probe on :data:`PROBE_VECTOR` when every answer carries it (LocalSLM candidates); "never keep"
     when the SLM is right too rarely to fit one."""
     feats, labels = record_examples(records, "gold")
-    gens = [g for r in records if not r.get("math") and (g := systems.record_generation(r)) is not None]
-    hidden = [g.hidden for g in gens]
+    answered = [(r, g) for r in records if not r.get("math") and (g := systems.record_generation(r)) is not None]
+    hidden = [g.hidden for _, g in answered]  # the rows record_examples made, in its order
     with_probe = bool(hidden) and all(h and PROBE_VECTOR in h for h in hidden)
     try:
         gate = LearnedGate.fit(feats, labels, slm=slm, info={"candidate": name, "label": "gold",
@@ -112,8 +112,7 @@ def _fit_gate(name: str, records: Sequence[dict], slm: Any = None, out: Path | N
         print(f"{name}: {exc}; the gate is 'never keep'", flush=True)
         return _NeverKeep()
     try:  # the pre-generation step, from the query alone (MiniLM + shape), as the shipped gate has
-        convs = [systems.record_messages(r) for r in records
-                 if not r.get("math") and systems.record_generation(r) is not None]
+        convs = [systems.record_messages(r) for r, _ in answered]
         gate = gate.model_copy(update={"pre": PreGenerationGate.fit(convs, labels)})
     except (ValueError, ImportError) as exc:
         print(f"{name}: no pre-generation gate ({exc})", flush=True)

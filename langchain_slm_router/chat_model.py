@@ -153,7 +153,7 @@ class ChatSLMRouter(BaseChatModel):
     @field_serializer("gate", mode="wrap")
     def _gate_by_reference(self, gate: Gate | None, handler: SerializerFunctionWrapHandler) -> Any:
         """A shipped gate file is dumped as a reference, as in :class:`SLMRouter`'s dump."""
-        return (gate_reference(gate) if gate is not None else None) or handler(gate)
+        return gate_reference(gate) or handler(gate)
 
     @model_validator(mode="before")
     @classmethod

@@ -60,6 +60,7 @@ from langchain_slm_router.gates import Gate, GateDecision, GatePolicy, make_gate
 from langchain_slm_router.gates.defaults import (
     SHIPPED_REFERENCE,
     default_gate,
+    fitted_for,
     fitted_gate_for,
     gate_reference,
     is_shipped,
@@ -253,8 +254,9 @@ class SLMRouter(BaseModel):
         if unknown:
             raise TypeError(f"unknown SLMRouter option(s): {sorted(unknown)}")
         core = {**{k: getattr(self, k) for k in type(self).model_fields}, **fields}
-        if "slm" in fields and "gate" not in fields and is_shipped(self.gate):
-            core.pop("gate")  # the gate was chosen for the old SLM: choose again for the new one
+        if "slm" in fields and "gate" not in fields and is_shipped(self.gate) and not fitted_for(self.gate,
+                                                                                                fields["slm"]):
+            core.pop("gate")  # the gate was chosen for the old SLM's weights: choose again for the new one
         if threshold is not None and "gate" not in core:
             core["gate"] = default_gate(core["slm"])
         if threshold is not None:

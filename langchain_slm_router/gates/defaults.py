@@ -52,6 +52,11 @@ def _for_weights(gates: tuple[LearnedGate, ...], slm: SLMBackend | None) -> Lear
     return next((g for g in gates if sha is not None and g.slm_sha256 == sha), None)
 
 
+def fitted_for(gate: Gate, slm: SLMBackend | None) -> bool:
+    """Whether ``gate`` is a learned gate fitted for ``slm``'s weights."""
+    return isinstance(gate, LearnedGate) and _for_weights((gate,), slm) is not None
+
+
 def shipped_gates() -> tuple[LearnedGate, ...]:
     """The shipped default gate files."""
     return _gates_in(SHIPPED_GATES_DIR)
@@ -93,10 +98,10 @@ SHIPPED_REFERENCE = "shipped"
 """The ``gate`` key of a dumped configuration that names a shipped gate file instead of inlining it."""
 
 
-def gate_reference(gate: Gate) -> dict[str, Any] | None:
+def gate_reference(gate: Gate | None) -> dict[str, Any] | None:
     """How a configuration dump names ``gate`` when it is a shipped gate file: its identity (name, the SHA-256 of
     its fitted numbers, its thresholds) instead of ~1 MB of numbers; ``None`` for any other gate (dumped whole)."""
-    if not is_shipped(gate):
+    if gate is None or not is_shipped(gate):
         return None
     return {**gate.identity(), "gate": SHIPPED_REFERENCE}
 
@@ -126,6 +131,6 @@ def is_shipped(gate: Gate) -> bool:
     return isinstance(gate, LearnedGate) and bool(gate.info.get("shipped"))
 
 
-__all__ = ["FITTED_GATES_DIR", "SHIPPED_GATES_DIR", "SHIPPED_REFERENCE", "default_gate", "fitted_gate_for",
-           "fitted_gates", "gate_reference", "is_shipped", "resolve_gate_reference", "shipped_gate_for",
-           "shipped_gates"]
+__all__ = ["FITTED_GATES_DIR", "SHIPPED_GATES_DIR", "SHIPPED_REFERENCE", "default_gate", "fitted_for",
+           "fitted_gate_for", "fitted_gates", "gate_reference", "is_shipped", "resolve_gate_reference",
+           "shipped_gate_for", "shipped_gates"]

@@ -54,6 +54,10 @@ GATE_FORMAT = "slm-router-gate/1"
 MAX_GATE_FILE_BYTES = 8_000_000
 
 
+_FITTED_SHA = "_fitted_sha256"
+"""Where :attr:`LearnedGate._fitted_sha256` caches itself in the instance ``__dict__``."""
+
+
 @register_gate
 class LearnedGate(Gate):
     """Keep the SLM's answer when the calibrated P(correct) from its features is at least ``min_p_correct``."""
@@ -112,7 +116,16 @@ class LearnedGate(Gate):
         update: dict[str, Any] = {"min_p_correct": float(threshold)}
         if self.pre is not None and self.pre.min_p_correct > threshold:
             update["pre"] = self.pre.model_copy(update={"min_p_correct": float(threshold)})
-        return self.model_copy(update=update)
+        copy = self.model_copy(update=update)
+        if _FITTED_SHA in self.__dict__:  # only thresholds changed: the fitted numbers' hash still holds
+            copy.__dict__[_FITTED_SHA] = self.__dict__[_FITTED_SHA]
+        return copy
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> LearnedGate:
+        """A copy; its identity hash is computed afresh (an update may change the fitted numbers)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop(_FITTED_SHA, None)
+        return copy
 
     def check_slm(self, slm: SLMBackend | None) -> None:
         """Refuse an SLM whose weights differ from those the gate was fitted for."""
@@ -171,8 +184,9 @@ class LearnedGate(Gate):
 
     @functools.cached_property
     def _fitted_sha256(self) -> str:
-        """SHA-256 of everything but the thresholds (so copies at other thresholds share it, and compute it once)."""
-        data = self.model_dump(mode="json")
+        """SHA-256 of what decides but the thresholds (``info`` is description), computed once per gate and kept by
+        :meth:`with_threshold`'s copies."""
+        data = self.model_dump(mode="json", exclude={"info"})
         data.pop("min_p_correct", None)
         if isinstance(data.get("pre"), dict):
             data["pre"].pop("min_p_correct", None)

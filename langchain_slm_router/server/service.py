@@ -198,8 +198,9 @@ class RouterService:
         if not options.cache and configured.answer_cache is not None:
             configured = configured.with_options(answer_cache=None)
         if self.batcher is not None and configured.slm is not None:
-            slm = CoalescedSLM.wrap(configured.slm, self.batcher, json.dumps(configured.gate.identity(), sort_keys=True))
-            configured = configured.with_options(slm=slm, gate=configured.gate)  # the same model: keep its gate
+            slm = CoalescedSLM.wrap(configured.slm, self.batcher,
+                                    json.dumps(configured.gate.identity(), sort_keys=True))
+            configured = configured.with_options(slm=slm)  # the same weights (CoalescedSLM says so): the same gate
         self._routers[options] = configured
         if len(self._routers) > 64:
             self._routers.popitem(last=False)

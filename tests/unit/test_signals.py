@@ -310,4 +310,20 @@ def test_identity_is_small_tells_gates_apart_and_ignores_nothing_that_decides() 
     assert ident["gate"] == "learned" and len(ident["sha256"]) == 64
     assert gate.with_threshold(0.7).identity() == {**ident, "min_p_correct": 0.7}  # same numbers, new threshold
     assert other.identity()["sha256"] != ident["sha256"]
+    # a copy with other fitted numbers gets a new hash, even after this one's was computed; a description does not
+    assert gate.model_copy(update={"model": other.model}).identity()["sha256"] == other.model_copy(
+        update={"pre": gate.pre}).identity()["sha256"] != ident["sha256"]
+    assert gate.model_copy(update={"info": {"note": "x"}}).identity() == ident
     assert GatePolicy().identity() == {"gate": "threshold", **GatePolicy().model_dump(mode="json")}
+
+
+def test_a_new_slm_keeps_the_shipped_gate_only_when_its_weights_are_the_same() -> None:
+    from langchain_slm_router.gates.defaults import is_shipped
+    from langchain_slm_router.slm import LocalSLM
+
+    router = SLMRouter(slm=LocalSLM(), fallback=None).with_options(threshold=0.3)  # no model is loaded
+    assert is_shipped(router.gate) and router.gate.threshold == 0.3
+    same = router.with_options(slm=LocalSLM(max_new_tokens=5))  # same weights: the gate and its threshold stay
+    assert same.gate == router.gate
+    other = router.with_options(slm=LocalSLM(adapter="nanoqa"))  # other weights: chosen again (no shipped gate)
+    assert isinstance(other.gate, GatePolicy)
