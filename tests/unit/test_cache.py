@@ -107,7 +107,11 @@ def test_a_large_bucket_is_searched_through_hnsw_and_finds_the_nearest() -> None
         store.put(CacheEntry(bucket=key.bucket, exact=f"x{i}", context="", question=str(i), answer=str(i),
                              stage="slm", vector=v))
     found = [store.nearest(key.bucket, vecs[i] + 0.01 * unit(i))[0].answer for i in range(0, 2000, 50)]
-    assert found == [str(i) for i in range(0, 2000, 50)]
+    # HNSW is approximate, and a big fill builds its graph on every core (not bit-reproducible): on 2,000 random
+    # 384-d vectors it can miss one nearest neighbour in 40 (seen once in a clean clone's run); far fewer hits would
+    # mean the graph is not searched right
+    hits = sum(f == str(i) for f, i in zip(found, range(0, 2000, 50)))
+    assert hits >= 38, (hits, found)
     bucket = store._index._buckets[key.bucket]  # noqa: SLF001
     assert bucket.ann is not None and len(bucket.ann) == 2000 and not bucket.pending  # the graph served them
     store.remove(store.get("x7").id)
