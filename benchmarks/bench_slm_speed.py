@@ -51,13 +51,13 @@ def uptime() -> str:
         return "uptime unavailable"
 
 
-def make_slm(option: str, threads: int, max_new_tokens: int) -> Any:
-    """The SLM for an option name: a LocalSLM weight format, or 'llamacpp'."""
+def make_slm(option: str, threads: int, max_new_tokens: int, adapter: str | None = "auto") -> Any:
+    """The SLM for an option name: a LocalSLM weight format, or 'llamacpp' (``adapter`` as both take it)."""
     from langchain_slm_router.slm import LlamaCppSLM, LocalSLM
 
     if option == "llamacpp":
-        return LlamaCppSLM(max_new_tokens=max_new_tokens, n_threads=threads)
-    return LocalSLM(max_new_tokens=max_new_tokens, dtype=option)
+        return LlamaCppSLM(max_new_tokens=max_new_tokens, n_threads=threads, adapter=adapter)
+    return LocalSLM(max_new_tokens=max_new_tokens, dtype=option, adapter=adapter)
 
 
 def set_threads(threads: int) -> None:
@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-threads", type=int, default=1, help="threads for the batched table")
     parser.add_argument("--batch-dtypes", default=None, help="weight formats for the batched table (default: --dtypes)")
     parser.add_argument("--no-llamacpp", action="store_true", help="skip LlamaCppSLM even when installed")
+    parser.add_argument("--adapter", default="auto",
+                        help="the SLM's adapter for every option: auto (the default SLM's, NanoQA), none (the stock "
+                             "model), nanoqa, or a folder")
     args = parser.parse_args(argv)
+    args.adapter = None if args.adapter == "none" else args.adapter
 
     try:
         rows = read_rows("nq_open", args.data_dir or default_data_dir())[: max(args.n, args.batch_n)]
@@ -102,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     convs = [[{"role": "user", "content": r["question"].rstrip("?") + "?"}] for r in rows]
     single, batch_convs = convs[: args.n], convs[: args.batch_n]
 
-    print(f"# SLM speed: SmolLM2-135M-Instruct, {len(single)} NQ-open questions one by one, "
+    name = make_slm("float32", 1, 1, args.adapter).model_name
+    print(f"# SLM speed: {name}, {len(single)} NQ-open questions one by one, "
           f"max_new_tokens={args.max_new_tokens}, greedy")
     print(f"load before: {uptime()}\n")
 
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for option in options:
         for n_threads in threads:
             set_threads(n_threads)
-            slm = make_slm(option, n_threads, args.max_new_tokens)
+            slm = make_slm(option, n_threads, args.max_new_tokens, args.adapter)
             t0 = time.perf_counter()
             slm.load()
             load_s.setdefault(option, time.perf_counter() - t0)
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_dtypes.insert(0, "float32")
     batched: dict[tuple[str, int], float] = {}
     for option in batch_dtypes:
-        base = make_slm(option, args.batch_threads, args.max_new_tokens)
+        base = make_slm(option, args.batch_threads, args.max_new_tokens, args.adapter)
         for size in tqdm(sizes, desc=f"{option} batched", leave=False, file=sys.stderr):
             slm = base.model_copy(update={"max_batch_size": size})
             start = time.perf_counter()

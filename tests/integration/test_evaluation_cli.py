@@ -119,5 +119,3 @@ def test_bad_arguments_fail_clearly(data_dir: Path, tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit):  # argparse's own usage error
         main(["eval", "--target-llm-share", "0.3", "--target-quality", "0.9"])
     assert "not allowed with argument" in capsys.readouterr().err  # argparse's usage, not ours
-    fails(["eval", "--data-dir", str(data_dir), "--datasets", "nq_open", "--limit", "1", "--slm-engine",
-           "llamacpp", "--adapter", "nanoqa", "--out", str(tmp_path), "--no-cache"], "--adapter needs --slm-engine")

@@ -25,7 +25,7 @@ def test_same_answer_name_and_usage_through_both_doors(slm, fallback_llm, escala
     assert message.content == response.message.content != ""
     assert message.response_metadata["stage"] == trace["stage"] == ("llm" if escalate else "slm")
     assert lc.model_name == li.metadata.model_name == core.display_name == \
-        "slm-router:SmolLM2-135M-Instruct+ChatOllama(smollm2)"
+        "slm-router:SmolLM2-135M-Instruct+nanoqa+ChatOllama(smollm2)"
     usage = message.usage_metadata
     assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == \
         (trace["usage"]["prompt_tokens"], trace["usage"]["completion_tokens"], trace["usage"]["total_tokens"])

@@ -120,4 +120,4 @@ def test_demo_runs_and_says_what_it_fell_back_to(local_index, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "escalations are answered by: the local SLM" in out and "could not be fetched" in out
     assert "395" in out  # the math engine answered
-    assert "gate: learned (SmolLM2-135M-Instruct): keep when P(correct) >= 0.5" in out  # the shipped gate
+    assert "gate: learned (SmolLM2-135M-Instruct+nanoqa): keep when P(correct) >= 0.5" in out  # the shipped gate

@@ -19,7 +19,7 @@ from langchain_slm_router.server import RouterServer, ServerSettings
 pytestmark = pytest.mark.integration
 
 MATH_Q = "What is 12 * 7?"
-QA_Q = "What is the capital of France?"
+QA_Q = "What is the chemical symbol for gold?"
 ESCALATE_MODEL = "slm-router:threshold-0.999"
 """A model name selecting a configuration: the gate keeps no SLM answer, so the fallback answers."""
 
@@ -98,12 +98,12 @@ def test_stop_and_max_tokens(server: RouterServer, router: SLMRouter) -> None:
     assert short.choices[0].message.content == router.with_options(max_tokens=3).route(QA_Q).answer
     assert short.model_extra["slm_router"]["usage"]["slm_output_tokens"] <= 3
     full = router.route(QA_Q).answer
-    cut = client.chat.completions.create(model="slm-router", stop=["France"],
+    cut = client.chat.completions.create(model="slm-router", stop=["gold"],
                                          messages=[{"role": "user", "content": QA_Q}])
-    assert cut.choices[0].message.content == full[: full.index("France")]
-    streamed = client.chat.completions.create(model="slm-router", stop=["France"], stream=True,
+    assert cut.choices[0].message.content == full[: full.index("gold")]
+    streamed = client.chat.completions.create(model="slm-router", stop=["gold"], stream=True,
                                               messages=[{"role": "user", "content": QA_Q}])
-    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == full[: full.index("France")]
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == full[: full.index("gold")]
 
 
 def test_openai_errors(server: RouterServer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from langchain_slm_router.gates import defaults
 from langchain_slm_router.gates.learned import PROBE_FEATURE
 from langchain_slm_router.router import SLMRouter
 from langchain_slm_router.slm import LocalSLM
+from langchain_slm_router.slm.adapter import ADAPTERS_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +59,22 @@ def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(s
         defaults._gates_in.cache_clear()
 
 
-def test_the_shipped_gate_is_the_default_for_the_default_slm_and_other_weights_keep_the_seed_rule(slm) -> None:
-    """A bare ``SLMRouter()`` on ``LocalSLM()`` uses the learned gate fitted on 1,600 labels for those weights
-    (gates/shipped/smollm2.json), with its hidden-state probe and pre-generation gate, and its trace shows
-    P(correct) and the features; ``gate="fitted"`` names the same gate; an SLM with other weights (the NanoQA
-    adapter) gets the seed's rule by default and its own opt-in gate with ``gate="fitted"``; weights no gate was fitted
-    for get a clear error."""
+def test_the_shipped_gate_is_the_default_for_the_default_slm_and_other_weights_keep_the_seed_rule(slm, tmp_path) -> None:
+    """The default SLM is the one issue 19's table chose (SmolLM2 + the NanoQA adapter), loaded offline, and a bare
+    ``SLMRouter()`` on it uses the learned gate fitted for those weights (gates/shipped/smollm2-nanoqa.json), with
+    its hidden-state probe and pre-generation gate, and its trace shows P(correct) and the features;
+    ``gate="fitted"`` names the same gate; the stock model gets its own shipped gate; an SLM no gate was fitted for
+    gets the seed's rule by default and a clear error with ``gate="fitted"``."""
     from langchain_slm_router.errors import ConfigError
 
+    assert LocalSLM().model_name == "SmolLM2-135M-Instruct+nanoqa" == slm.loaded.name
     router = SLMRouter(slm=slm.model_copy(update={"max_new_tokens": 16}), fallback=None, math_engine=None,
                        answer_cache=None)
     gate = router.gate
     assert isinstance(gate, LearnedGate) and defaults.is_shipped(gate)
+    assert gate.slm_name == "SmolLM2-135M-Instruct+nanoqa" and gate.slm_sha256 == slm.weights_sha256()
     assert gate.probe is not None and gate.probe.vector == "answer_mean@L15"
-    assert gate.pre is not None and gate.info["fitted_on"]["squad_v2"] >= 1000 and gate.threshold == 0.5
+    assert gate.pre is not None and gate.info["fitted_on"]["squad_v2"] >= 200 and gate.threshold == 0.5
     assert SLMRouter(slm=slm, gate="fitted", fallback=None).gate == gate
     result = router.route("Context: The Normans gave their name to Normandy, a region in France.\n\n"
                           "Question: In what country is Normandy?")
@@ -77,11 +82,21 @@ def test_the_shipped_gate_is_the_default_for_the_default_slm_and_other_weights_k
     assert result.p_correct is not None and 0.0 <= result.p_correct <= 1.0
     assert result.gate_features is not None and PROBE_FEATURE in result.gate_features
     assert "pre_p_correct" in (result.gate_features or {}) or any("pre-generation" in r for r in result.gate_reasons)
-    adapted = slm.model_copy(update={"adapter": "nanoqa"})
-    assert isinstance(SLMRouter(slm=adapted, fallback=None).gate, GatePolicy)  # no shipped gate for these weights
-    nanoqa_gate = SLMRouter(slm=adapted, gate="fitted", fallback=None).gate  # the opt-in one (issue 19's table)
-    assert isinstance(nanoqa_gate, LearnedGate) and nanoqa_gate.slm_sha256 == adapted.weights_sha256()
-    assert nanoqa_gate.slm_sha256 != gate.slm_sha256 and not defaults.is_shipped(nanoqa_gate)
+    stock = slm.model_copy(update={"adapter": None})
+    stock_gate = SLMRouter(slm=stock, fallback=None).gate  # the stock model's own shipped gate (issue 18)
+    assert isinstance(stock_gate, LearnedGate) and defaults.is_shipped(stock_gate)
+    assert stock_gate.slm_sha256 == stock.weights_sha256() != gate.slm_sha256
+    assert stock_gate.info["fitted_on"]["squad_v2"] >= 1000
+    retrained = tmp_path / "my-adapter"  # a user's own adapter: other weights, so no shipped gate
+    shutil.copytree(ADAPTERS_DIR / "nanoqa", retrained)
+    weights = retrained / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight: a valid file, other weights
+    weights.write_bytes(bytes(data))
+    mine = slm.model_copy(update={"adapter": str(retrained)})
+    assert isinstance(SLMRouter(slm=mine, fallback=None).gate, GatePolicy)
+    with pytest.raises(ConfigError, match="no fitted gate file matches"):
+        SLMRouter(slm=mine, gate="fitted", fallback=None)
     with pytest.raises(ConfigError, match="no fitted gate file matches"):
         SLMRouter(slm=LocalSLM(adapter=None, model="HuggingFaceTB/SmolLM2-360M-Instruct"), gate="fitted",
                   fallback=None)

@@ -41,8 +41,11 @@ def test_weight_format_loads_answers_and_gives_valid_signals(dtype, slm, float32
 
     fmt = LocalSLM(max_new_tokens=8, dtype=dtype)
     gens = fmt.generate_batch([EASY, OTHER])
+    assert any(g.text for g in gens)
     for gen in gens:
-        assert gen.text and 0 < gen.output_tokens <= 8  # the token budget holds
+        assert 0 <= gen.output_tokens <= 8  # the token budget holds
+        if not gen.text:  # the model may end at once (int8 NanoQA did on "Name three primary colours." on an AVX2
+            assert gen.finished and gen.output_tokens == 0  # CPU); every gate escalates an empty answer
         assert all(0.0 <= p <= 1.0 for p in gen.token_probs)
         assert all(math.isfinite(h) and h >= 0.0 for h in gen.token_entropies)
         assert math.isfinite(gen.signals.mean_entropy) and 0.0 <= gen.signals.mean_prob <= 1.0

@@ -214,7 +214,7 @@ def test_a_dump_naming_a_shipped_gate_this_version_lacks_is_refused() -> None:
 def test_identifying_params_and_ls_params() -> None:
     llm = ChatSLMRouter(fallback=ChatOllama(model="mistral", base_url=CLOSED), max_tokens=32)
     params = llm._identifying_params
-    assert params["slm"] == "SmolLM2-135M-Instruct" and params["fallback"] == "ChatOllama(mistral)"
+    assert params["slm"] == "SmolLM2-135M-Instruct+nanoqa" and params["fallback"] == "ChatOllama(mistral)"
     assert params["threshold"] == 0.5 and params["max_new_tokens"] == 32
     assert params["gate"]["gate"] == "learned" and len(json.dumps(params)) < 2_000  # not the gate's ~1 MB file
     ls = llm._get_ls_params(stop=["\n"])

@@ -80,7 +80,7 @@ def test_both_report_the_routers_display_name() -> None:
     core = SLMRouter(fallback=fallback)
     chat, li = ChatSLMRouter(router=core), SLMRouterLLM(router=core)
     assert chat.model_name == li.metadata.model_name == li.model_name == core.display_name
-    assert core.display_name == "slm-router:SmolLM2-135M-Instruct+ChatOllama(mistral)"
+    assert core.display_name == "slm-router:SmolLM2-135M-Instruct+nanoqa+ChatOllama(mistral)"
     assert SLMRouterLLM(fallback=None, slm=None).model_name == ChatSLMRouter(fallback=None, slm=None).model_name \
         == "slm-router:no-slm+no-fallback"
 

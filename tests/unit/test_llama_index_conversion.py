@@ -102,7 +102,7 @@ def test_metadata_fits_the_slm_budget() -> None:
     assert meta.is_chat_model and not meta.is_function_calling_model
     assert meta.num_output == 32
     assert meta.context_window == int((1000 - 32) * 0.85) + 32
-    assert meta.model_name == "slm-router:SmolLM2-135M-Instruct+no-fallback"
+    assert meta.model_name == "slm-router:SmolLM2-135M-Instruct+nanoqa+no-fallback"
     custom = SLMRouterLLM(slm=LocalSLM(), fallback=None, context_window=700, num_output=20, context_fraction=0.5)
     assert (custom.metadata.context_window, custom.metadata.num_output) == (700, 20)
     assert SLMRouterLLM(slm=LocalSLM(max_input_tokens=400), fallback=None,

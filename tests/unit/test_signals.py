@@ -325,5 +325,7 @@ def test_a_new_slm_keeps_the_shipped_gate_only_when_its_weights_are_the_same() -
     assert is_shipped(router.gate) and router.gate.threshold == 0.3
     same = router.with_options(slm=LocalSLM(max_new_tokens=5))  # same weights: the gate and its threshold stay
     assert same.gate == router.gate
-    other = router.with_options(slm=LocalSLM(adapter="nanoqa"))  # other weights: chosen again (no shipped gate)
+    stock = router.with_options(slm=LocalSLM(adapter=None))  # other weights: chosen again (the stock SLM's own gate)
+    assert is_shipped(stock.gate) and stock.gate.threshold == 0.5 and stock.gate.slm_sha256 != router.gate.slm_sha256
+    other = router.with_options(slm=LocalSLM(model="HuggingFaceTB/SmolLM2-360M-Instruct"))  # no shipped gate
     assert isinstance(other.gate, GatePolicy)
