@@ -18,6 +18,11 @@ ended it) and the conversation it answered into a flat ``{name: float}`` dict wi
 * the query's shape, with no data-set-specific cue: ``log_query_words``, ``query_has_digits``,
   ``answer_has_digits``, ``n_turns``.
 
+Opt-in, when the SLM sampled K more answers to the same prompt (``LocalSLM(samples=K)``): the sampled-agreement
+features of :data:`SAMPLE_FEATURE_NAMES` (:func:`agreement_features`), the cheap form of semantic entropy
+(Farquhar et al., Nature 2024): how many samples say what the greedy answer says, and how many different answers
+there are, compared after SQuAD's answer normalisation.
+
 The same function serves the router (from an :class:`~langchain_slm_router.slm.SLMGeneration`), the evaluation
 harness's records and logged traffic, so a gate is fit and used on identical numbers.
 """
@@ -54,6 +59,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "n_turns",
 )
 """Every feature :func:`gate_features` returns, in a fixed order."""
+
+SAMPLE_FEATURE_NAMES: tuple[str, ...] = ("sample_agreement", "sample_distinct")
+"""The sampled-agreement features, present only for an answer with samples (:func:`agreement_features`)."""
 
 CONTEXT_MIN_WORDS = 60
 """A user message of at least this many words is taken to carry a context (RAG, reading comprehension)."""
@@ -122,10 +130,29 @@ def gate_features(
     }
 
 
+def agreement_features(text: str, samples: Sequence[str]) -> dict[str, float]:
+    """``sample_agreement``: the share of ``samples`` whose normalised answer equals ``text``'s;
+    ``sample_distinct``: the number of different normalised answers among ``samples``, over their count (1/K when
+    all agree, 1 when all differ). Both 0 without samples."""
+    from langchain_slm_router.text import normalize_answer
+
+    if not samples:
+        return {"sample_agreement": 0.0, "sample_distinct": 0.0}
+    greedy = normalize_answer(text)
+    normalised = [normalize_answer(s) for s in samples]
+    return {"sample_agreement": sum(n == greedy for n in normalised) / len(normalised),
+            "sample_distinct": len(set(normalised)) / len(normalised)}
+
+
 def generation_features(generation: SLMGeneration, messages: Sequence[Mapping[str, str]] = ()) -> dict[str, float]:
-    """:func:`gate_features` of an :class:`~langchain_slm_router.slm.SLMGeneration`."""
-    return gate_features(generation.token_probs, generation.token_entropies, generation.text, generation.finished,
-                         messages)
+    """:func:`gate_features` of an :class:`~langchain_slm_router.slm.SLMGeneration`, with the sampled-agreement
+    features when it carries samples."""
+    features = gate_features(generation.token_probs, generation.token_entropies, generation.text,
+                             generation.finished, messages)
+    if generation.samples is not None:
+        features.update(agreement_features(generation.text, generation.samples))
+    return features
 
 
-__all__ = ["CONTEXT_MIN_WORDS", "FEATURE_NAMES", "gate_features", "generation_features"]
+__all__ = ["CONTEXT_MIN_WORDS", "FEATURE_NAMES", "SAMPLE_FEATURE_NAMES", "agreement_features", "gate_features",
+           "generation_features"]

@@ -30,9 +30,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from langchain_slm_router.errors import GateFileError, GateSLMMismatchError
+from langchain_slm_router.errors import GateFileError, GateInputError, GateSLMMismatchError
 from langchain_slm_router.gates.base import Gate, GateDecision, register_gate
-from langchain_slm_router.gates.features import FEATURE_NAMES, generation_features
+from langchain_slm_router.gates.features import FEATURE_NAMES, SAMPLE_FEATURE_NAMES, generation_features
 from langchain_slm_router.gates.models import (
     BoostedTrees,
     IsotonicMap,
@@ -71,7 +71,8 @@ class LearnedGate(Gate):
     gate: Literal["learned"] = "learned"
     """The registry name, so a dumped router configuration rebuilds this gate."""
     feature_names: list[str]
-    """The features the model reads, in order (a subset of :data:`~langchain_slm_router.gates.features.FEATURE_NAMES`)."""
+    """The features the model reads, in order (a subset of :data:`~langchain_slm_router.gates.features.FEATURE_NAMES`,
+    the opt-in :data:`~langchain_slm_router.gates.features.SAMPLE_FEATURE_NAMES` and ``hidden_probe``)."""
     model: Annotated[LogisticModel | BoostedTrees, Field(discriminator="kind")]
     """The scoring model."""
     calibration: Annotated[IsotonicMap | PlattMap, Field(discriminator="kind")] | None = None
@@ -92,7 +93,7 @@ class LearnedGate(Gate):
 
     @model_validator(mode="after")
     def _consistent(self) -> LearnedGate:
-        known = (*FEATURE_NAMES, PROBE_FEATURE) if self.probe is not None else FEATURE_NAMES
+        known = (*FEATURE_NAMES, *SAMPLE_FEATURE_NAMES, *((PROBE_FEATURE,) if self.probe is not None else ()))
         unknown = [f for f in self.feature_names if f not in known]
         if unknown:
             raise ValueError(f"unknown feature names {unknown}; known: {list(known)}")
@@ -161,7 +162,18 @@ class LearnedGate(Gate):
 
     # ------------------------------------------------------------------ scoring
     def vector(self, features: Mapping[str, float]) -> list[float]:
-        """The model's input vector from a features dict."""
+        """The model's input vector from a features dict.
+
+        Raises:
+            GateInputError: a feature the gate was fitted on is missing (e.g. ``sample_agreement`` from an SLM
+                that was not asked for samples).
+        """
+        missing = [name for name in self.feature_names if name not in features]
+        if missing:
+            hint = " Run the SLM with samples=K (LocalSLM(samples=4)) as when the gate was fitted." \
+                if any(name in SAMPLE_FEATURE_NAMES for name in missing) else ""
+            raise GateInputError(f"This learned gate needs the features {', '.join(missing)}, which the answer "
+                                 f"lacks.{hint}")
         return [float(features[name]) for name in self.feature_names]
 
     def score(self, features: Mapping[str, float]) -> float:

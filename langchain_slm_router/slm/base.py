@@ -91,6 +91,10 @@ class SLMGeneration(BaseModel):
     hidden: dict[str, list[float]] | None = None
     """Hidden-state vectors of the generating pass, by name (``answer_mean@L15``, see :mod:`.hidden`), when the
     backend captures them (``LocalSLM(hidden_layers=...)``); ``None`` for backends that cannot."""
+    samples: list[str] | None = None
+    """Answers sampled for the same prompt (``LocalSLM(samples=K)``, at ``sample_temperature``), for the
+    sampled-agreement signals (:func:`~langchain_slm_router.gates.features.agreement_features`); ``None`` when
+    none were asked for."""
 
 
 class SLMBackend(BaseModel, ABC):

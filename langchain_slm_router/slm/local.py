@@ -261,6 +261,13 @@ class LocalSLM(SLMBackend):
     ``"middle"`` is the middle layer. ``None`` (default): the middle and the last layer; ``[]``: none."""
     device: str = "cpu"
     """torch device for the SLM (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the default and the tests use the CPU."""
+    samples: int = Field(default=0, ge=0, le=32)
+    """Opt-in sampled agreement: answer each prompt ``samples`` more times, sampling at ``sample_temperature``, in
+    the same batched pass, and put the sampled texts in :attr:`SLMGeneration.samples` for the gate features
+    ``sample_agreement`` and ``sample_distinct``. 0 (default): none. Costs a batched generation of K rows per query
+    (docs/benchmarks.md, "Sampled agreement")."""
+    sample_temperature: float = Field(default=1.0, gt=0.0)
+    """Temperature of those samples."""
     extractive: bool = False
     """Answer a prompt that carries a context (the project's SQuAD prompt, LangChain's and LlamaIndex's stock RAG
     prompts) only with a span of that context or the prompt's abstention phrase (:mod:`.extractive`)."""
@@ -350,8 +357,30 @@ class LocalSLM(SLMBackend):
                 prepared.append(self.encode(conv))
             except QueryTooLongError as exc:
                 prepared.append(exc)
-        gens = iter(self.generate_encoded([p for p in prepared if not isinstance(p, Exception)], early_exit))
+        encoded = [p for p in prepared if not isinstance(p, Exception)]
+        answered = self.generate_encoded(encoded, early_exit)
+        if self.samples:
+            answered = self._with_samples(encoded, answered)
+        gens = iter(answered)
         return [p if isinstance(p, Exception) else next(gens) for p in prepared]
+
+    def _with_samples(
+        self, encoded: Sequence[tuple[list[int], bool]], answered: list[SLMGeneration | Exception]
+    ) -> list[SLMGeneration | Exception]:
+        """``answered`` with :attr:`samples` sampled answers per prompt (one batched generation over K copies of
+        each prompt; no hidden states, no early exit)."""
+        k = self.samples
+        sampler = self.model_copy(update={"temperature": self.sample_temperature, "samples": 0, "hidden_layers": [],
+                                          "max_batch_size": max(self.max_batch_size, k)})
+        todo = [(i, g) for i, g in enumerate(answered) if isinstance(g, SLMGeneration)]
+        started = time.perf_counter()
+        sampled = sampler.generate_encoded([encoded[i] for i, _ in todo for _ in range(k)])
+        extra_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(todo))
+        out = list(answered)
+        for n, (i, gen) in enumerate(todo):  # the sampling time is part of each answer's latency
+            texts = [g.text for g in sampled[n * k:(n + 1) * k] if isinstance(g, SLMGeneration)]
+            out[i] = gen.model_copy(update={"samples": texts, "latency_ms": gen.latency_ms + extra_ms})
+        return out
 
     def generate_encoded(
         self, encoded: Sequence[tuple[list[int], bool]], early_exit: EarlyExit | None = None

@@ -31,6 +31,26 @@ def test_hidden_states_come_from_the_generating_pass_and_change_no_answer(slm: L
         assert y.hidden["answer_mean@L15"] != y.hidden["last_prompt@L15"]  # the answer moved the state
 
 
+def test_sampled_answers_come_with_the_greedy_one_and_change_it_not(slm: LocalSLM) -> None:
+    """``samples=K``: K sampled answers per prompt beside the unchanged greedy answer, and the agreement features
+    from them; a prompt over the input bound keeps its error and gets no samples. (Their time is added to the
+    answer's latency; not asserted: a first, cold call can be slower than a warm one with samples.)"""
+    from langchain_slm_router.errors import QueryTooLongError
+    from langchain_slm_router.gates.features import generation_features
+
+    greedy = slm.model_copy(update={"max_new_tokens": 12, "hidden_layers": []})
+    sampling = greedy.model_copy(update={"samples": 3, "max_input_tokens": 64})
+    too_long = [{"role": "user", "content": "word " * 200}]
+    plain = greedy.generate_batch(QUESTIONS)
+    *answers, refused = sampling.generate_batch([*QUESTIONS, too_long])
+    assert isinstance(refused, QueryTooLongError)
+    for p, a, conv in zip(plain, answers, QUESTIONS):
+        assert a.text == p.text and a.token_probs == p.token_probs and p.samples is None
+        assert len(a.samples) == 3 and all(isinstance(t, str) for t in a.samples)
+        features = generation_features(a, conv)
+        assert 0.0 <= features["sample_agreement"] <= 1.0 and 1 / 3 <= features["sample_distinct"] <= 1.0
+
+
 def test_a_bare_router_uses_the_gate_fitted_for_its_slm_and_the_trace_shows_it(slm, tmp_path, monkeypatch) -> None:
     """A gate file for the default SLM's weights in the shipped folder becomes SLMRouter()'s gate; the trace
     carries P(correct) and the features, the hidden-state probe's score among them."""

@@ -202,3 +202,34 @@ def test_examples_from_traffic_and_records() -> None:
     feats, labels = record_examples(records)
     assert labels == [True] and len(feats) == 1
     assert record_examples(records, label="agreement")[1] == [False]
+
+
+def test_sampled_agreement_features_and_a_gate_that_needs_them() -> None:
+    """Samples that say the greedy answer (after SQuAD normalisation) raise sample_agreement; different ones raise
+    sample_distinct; a gate fitted on them learns the rule, and refuses an answer without samples, clearly."""
+    from langchain_slm_router.errors import GateInputError
+    from langchain_slm_router.gates.features import SAMPLE_FEATURE_NAMES, agreement_features, generation_features
+
+    assert agreement_features("The Eiffel Tower.", ["the eiffel tower", "Eiffel Tower", "a tower", "Paris"]) == \
+        {"sample_agreement": 0.5, "sample_distinct": 0.75}
+    assert agreement_features("Au", ["Au"] * 4) == {"sample_agreement": 1.0, "sample_distinct": 0.25}
+    assert agreement_features("Au", []) == {"sample_agreement": 0.0, "sample_distinct": 0.0}
+    plain = _gen([0.9, 0.8])
+    assert not set(SAMPLE_FEATURE_NAMES) & set(generation_features(plain))  # no samples, no such features
+    sampled = plain.model_copy(update={"samples": ["Paris", "paris.", "Lyon"]})
+    assert generation_features(sampled)["sample_agreement"] == pytest.approx(2 / 3)
+
+    rng = random.Random(3)
+    rows, labels = [], []
+    for _ in range(200):  # right exactly when most samples agree: token features carry no signal here
+        agree = rng.randint(0, 4)
+        samples = ["Paris"] * agree + ["Lyon", "Nice", "Metz", "Caen"][: 4 - agree]
+        rows.append(generation_features(_gen([0.7, 0.7]).model_copy(update={"samples": samples})))
+        labels.append(agree >= 3)
+    gate = LearnedGate.fit(rows, labels, feature_names=[*FEATURE_NAMES, *SAMPLE_FEATURE_NAMES])
+    agreed = _gen([0.7, 0.7]).model_copy(update={"samples": ["Paris"] * 4})
+    split = _gen([0.7, 0.7]).model_copy(update={"samples": ["Lyon", "Nice", "Metz", "Paris"]})
+    assert gate.decide(agreed).keep and not gate.decide(split).keep
+    assert LearnedGate.model_validate_json(gate.to_json()) == gate  # the names are valid in a file
+    with pytest.raises(GateInputError, match="samples=K"):
+        gate.decide(_gen([0.7, 0.7]))
