@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         auroc = roc_auc_score(y_ev, [sign * s for s in score])
         print(f"| {name}{' (negated)' if sign < 0 else ''} alone | {auroc:.3f} |")
     token, agreement = list(FEATURE_NAMES), list(SAMPLE_FEATURE_NAMES)
-    for label_, names, probe in (("token features", token, False), ("token + agreement", token + agreement, False),
-                                 ("token + probe", token, True), ("token + probe + agreement", token + agreement, True)):
+    variants = (("token features", token, False), ("token + agreement", token + agreement, False),
+                ("token + probe", token, True), ("token + probe + agreement", token + agreement, True))
+    for label_, names, probe in variants:
         gate = LearnedGate.fit([r["features"] for r in calib], y_cal, feature_names=names,
                                hidden=[r["hidden"] for r in calib] if probe else None,
                                probe_vector=PROBE_VECTOR if probe else None, seed=0)
